@@ -1,0 +1,118 @@
+r"""Chapter 2. Exploding gradients: a recurrent weight above 1 multiplies the gradient at every step.
+
+The notebook's "Analyse d'un exploding gradient": ``nn.RNN(1, 1, nonlinearity='relu')`` with every
+weight 11 ("Poids supérieur à 1"), biases 0, x = ones(5, 1, 1), then ``h_n.backward(ones)``.
+
+Forward. Every pre-activation is positive, so relu is the identity and
+
+$$ h_t = 11 + 11\,h_{t-1} = \sum_{k=1}^{t} 11^k : \quad 11,\ 132,\ 1463,\ 16104,\ 177155. $$
+
+Backward. Write :math:`\delta_t = \partial h_n / \partial h_t`. Each step back multiplies by
+:math:`\partial h_{t+1}/\partial h_t = w_{hh}\,\mathrm{relu}'(\cdot) = 11`, so
+:math:`\delta_t = 11^{n-t}` and
+
+$$ \frac{\partial h_n}{\partial x_t} = w_{ih}\,\delta_t = 11^{\,n+1-t}:
+   \quad 161051,\ 14641,\ 1331,\ 121,\ 11 \quad (n = 5), $$
+
+$$ \frac{\partial h_n}{\partial W_{ih}} = \sum_t \delta_t x_t = \sum_{j=0}^{4} 11^j = 16105,\qquad
+   \frac{\partial h_n}{\partial W_{hh}} = \sum_t \delta_t h_{t-1}
+   = 11^3\cdot 11 + 11^2\cdot 132 + 11\cdot 1463 + 16104 = 62810. $$
+
+The growth law: consecutive input gradients differ by exactly the factor 11, and the gradient
+reaching the first step grows as :math:`11^n`: the gradient explodes geometrically with length.
+
+What each dtype holds. Every number here is an integer, exact while it stays below
+:math:`2^p` for a significand of p bits (see ``closed_forms.exact_exploding_steps``):
+
+* float64 (p = 53): exact up to n = 15;
+* float32 (p = 24): exact up to n = 6, since :math:`11^7 > 2^{24}`;
+* float16 (p = 11): exact up to n = 3; at n = 5, :math:`h_5 = 177155` and
+  :math:`\partial x_1 = 161051` exceed float16's largest finite number 65504 and **overflow to
+  inf**. That is the specified float16 behaviour and it is asserted. The other gradients stay
+  finite (:math:`\partial W_{hh}` = 62810 rounds to 62784, within float16's tolerance);
+* bfloat16 (p = 8, float32's exponent range): exact up to n = 2; it keeps the range but rounds:
+  1463 becomes 1464, 177155 becomes 177152.
+
+Beyond a dtype's exact range, results must still match the closed form rounded to that dtype,
+within the tolerance table's row.
+"""
+
+import numpy as np
+import pytest
+
+from rnnspec import closed_forms
+from rnnspec.comparison import Tolerance, Truth, as_float64, assert_agrees, round_to_dtype
+from rnnspec.runs import constant_parameters, measure
+
+ELEVENS = constant_parameters("rnn_relu", 1, 1, weight=11.0)
+LAW = "h_t = sum_{k=1..t} 11^k; dh_n/dx_t = 11^(n+1-t)"
+
+
+def exploding_truth(n: int = 5) -> Truth:
+    hidden = np.array(closed_forms.exploding_hidden_states(n), dtype=np.float64).reshape(n, 1, 1)
+    return Truth(
+        behaviour=f"exploding gradient (relu RNN, weights 11, {n} steps)",
+        law=LAW,
+        values={"output": hidden, "h_n": hidden[-1:].copy(), **closed_forms.exploding_gradients(n)},
+    )
+
+
+TRUTHS = {"relu_rnn_weights_11_five_steps": exploding_truth}
+
+
+def run(n: int, device: str, dtype: str) -> dict:
+    return measure("rnn_relu", ELEVENS, np.ones((n, 1, 1)), device=device, dtype=dtype)
+
+
+def test_notebook_values_hidden_states_and_gradients(device, dtype, spec_check):
+    """Hidden states 11…177155, ∂W_hh 62810, ∂W_ih 16105, ∂x_t 11^(6−t), as the dtype holds them."""
+    spec_check(run(5, device, dtype), "relu_rnn_weights_11_five_steps")
+
+
+@pytest.mark.parametrize("n", range(1, 17), ids=lambda n: f"n{n}")
+def test_hidden_states_and_input_gradients_follow_powers_of_11(n, device, dtype, tolerance):
+    """h_t = Σ_{k≤t} 11^k and ∂h_n/∂x_t = 11^(n+1−t): exactly within the dtype's exact range, rounded beyond."""
+    measured = run(n, device, dtype)
+    truth = exploding_truth(n)
+    exact = n <= closed_forms.exact_exploding_steps(dtype)
+    used = Tolerance.exact(dtype, "integers below 2^p") if exact else tolerance.relative()
+    for key in ("output", "grad_input"):
+        assert_agrees(measured[key], round_to_dtype(truth.values[key], dtype), used, behaviour=truth.behaviour,
+                      what=key, witness="the closed form" + (" (exact)" if exact else " rounded to " + dtype),
+                      config=f"{device}-{dtype}-n{n}", law=LAW)
+
+
+@pytest.mark.parametrize("n", range(2, 17), ids=lambda n: f"n{n}")
+def test_input_gradient_grows_by_factor_11_per_step(n, device, dtype, tolerance):
+    """∂x_t / ∂x_{t+1} = 11 exactly while the dtype holds 11^n exactly; within 2·rtol where it rounds."""
+    grad = as_float64(run(n, device, dtype)["grad_input"]).flatten()
+    finite = np.isfinite(grad[:-1])
+    ratio = grad[:-1][finite] / grad[1:][finite]
+    exact = n <= closed_forms.exact_exploding_steps(dtype)
+    allowed = Tolerance.exact(dtype, "11^n is an integer below 2^p") if exact else \
+        tolerance.scaled(2, "a ratio of two rounded values")
+    assert_agrees(ratio, np.full(ratio.shape, 11.0), allowed, behaviour="exploding gradient growth",
+                  what="∂x_t/∂x_(t+1)", witness="the factor w_hh·relu' = 11", config=f"{device}-{dtype}-n{n}",
+                  law="dh_n/dx_t = 11 · dh_n/dx_(t+1)")
+
+
+@pytest.mark.dtypes("float16")
+def test_float16_overflows_to_inf_beyond_65504(device, dtype):
+    """In float16, h_5 = 177155 and ∂x_1 = 161051 exceed 65504 and become inf; the rest stays finite."""
+    measured = run(5, device, "float16")
+    h = measured["output"].flatten().tolist()
+    gx = measured["grad_input"].flatten().tolist()
+    assert h[4] == float("inf") and measured["h_n"].item() == float("inf"), (
+        f"float16 overflow [{device}-float16]: h_5 should be inf (177155 > 65504), got {h[4]}")
+    assert gx[0] == float("inf"), f"float16 overflow [{device}-float16]: ∂x_1 should be inf (161051 > 65504), got {gx[0]}"
+    assert h[:4] == [11.0, 132.0, 1463.0, 16104.0] and gx[1:] == [14640.0, 1331.0, 121.0, 11.0], (
+        f"float16 [{device}]: values below 65504 should stay finite and rounded: h={h}, ∂x={gx}")
+
+
+@pytest.mark.dtypes("bfloat16")
+def test_bfloat16_keeps_the_range_but_rounds_1463_to_1464(device, dtype):
+    """bfloat16 has float32's range (no overflow at 177155) but 8 significant bits: 1463 → 1464."""
+    h = run(5, device, "bfloat16")["output"].flatten().tolist()
+    assert h == [11.0, 132.0, 1464.0, 16128.0, 177152.0], (
+        f"bfloat16 rounding [{device}-bfloat16]: hidden states {h}, expected each sum of powers of 11 rounded "
+        f"to 8 significant bits: [11, 132, 1464, 16128, 177152]")

@@ -1,0 +1,148 @@
+r"""Chapter 4. Truncated backpropagation through time: gradients stop where the graph is cut.
+
+The notebook's "Backprop through time (BPTT)" cell runs the vanishing-gradient RNN of chapter 3
+(tanh, weights 0.5, biases 0) over x = ones(20, 1, 1) in four chunks of 5 steps, each from a zero
+state (``rnn(x3[:5])``, ``rnn(x3[5:10])``, …), calling ``h_n.backward()`` after each chunk.
+
+Law (i), no carried state. Each chunk is an independent 5-step sequence from :math:`h_0 = 0` over
+the same inputs, so each chunk's input gradient is the 5-step gradient from zero, and the four
+blocks are identical:
+
+$$ \partial h_5/\partial x_{1..5} = 0.0023,\ 0.0059,\ 0.0194,\ 0.0704,\ 0.2642 \quad (\text{four times}). $$
+
+Why 0.2642 and not the full sequence's 0.2634: the last step's gradient is
+:math:`w_{ih}(1 - h^2)` at the chunk's last state. Five steps from zero reach
+:math:`h_5 = 0.6865`, not yet the fixed point :math:`h_{20} = 0.6879`, and
+:math:`0.5(1 - 0.6865^2) = 0.2644 \ne 0.5(1 - 0.6879^2) = 0.2634`. The gap, 3e-3 relative, is
+resolved by float64 and float32 and lies inside bfloat16's and float16's tolerances (those dtypes
+assert each side's law, not the gap). Each chunk's weight gradients add up in ``.grad``: four
+times the 5-step weight gradient.
+
+Law (ii), state carried but detached (``h = h_n.detach()`` passed to the next chunk). The forward
+values are those of the full sequence, but no gradient crosses a chunk boundary: a chunk's
+backward leaves the earlier chunks' input gradients unchanged, chunk k's input gradients are the
+5-step gradients from the carried state :math:`h_{5(k-1)}`, and the last chunk's input gradients
+equal full-sequence BPTT's for steps 16…20 (full BPTT of :math:`h_{20}` reaches steps 16…20 only
+through those same five steps).
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from rnnspec.comparison import Truth, as_float64, assert_agrees
+from rnnspec.platform import DTYPES
+from rnnspec.runs import build, constant_parameters, derive, measure
+from rnnspec import numpy_reference
+
+HALVES = constant_parameters("rnn_tanh", 1, 1, weight=0.5)
+X = np.ones((20, 1, 1))
+CHUNK = 5
+NOTEBOOK_BLOCK = ["0.0023", "0.0059", "0.0194", "0.0704", "0.2642"]  # printed four times
+
+
+def measure_chunks(device: str, dtype: str, *, carry: bool) -> tuple[dict, list[np.ndarray]]:
+    """Run four 5-step chunks with a backward after each; also return x.grad after every chunk."""
+    module = build("rnn_tanh", HALVES, device=device, dtype=dtype)
+    x = torch.ones(X.shape, dtype=DTYPES[dtype], device=device, requires_grad=True)
+    state, after_each_chunk = None, []
+    for start in range(0, len(X), CHUNK):
+        chunk = x[start:start + CHUNK]
+        _, h_n = module(chunk) if state is None else module(chunk, state)
+        h_n.backward()
+        after_each_chunk.append(as_float64(x.grad).copy())
+        state = h_n.detach() if carry else None
+    measured = {"grad_input": x.grad, **{f"grad_{n}": p.grad for n, p in module.named_parameters()}}
+    return measured, after_each_chunk
+
+
+def chunk_truths(*, carry: bool) -> list[dict]:
+    """The NumPy reference per chunk: 5 steps from zero, or from the carried state h_{5(k-1)}."""
+    full = numpy_reference.forward("rnn_tanh", HALVES, X)
+    starts = range(0, len(X), CHUNK)
+    return [derive("rnn_tanh", HALVES, X[s:s + CHUNK], h0=full.output[s - 1:s] if carry and s else None)
+            for s in starts]
+
+
+def truncated_truth(*, carry: bool) -> Truth:
+    chunks = chunk_truths(carry=carry)
+    values = {"grad_input": np.concatenate([c["grad_input"] for c in chunks])}
+    values.update({key: sum(c[key] for c in chunks) for key in chunks[0] if key.startswith("grad_weight")
+                   or key.startswith("grad_bias")})
+    state = "the carried, detached state" if carry else "a zero state"
+    return Truth(behaviour=f"truncated BPTT (4 chunks of 5 steps from {state})",
+                 law="each chunk's gradient is the 5-step gradient from its starting state; none crosses a chunk",
+                 values=values, relative=frozenset({"grad_input"}))
+
+
+TRUTHS = {
+    "four_chunks_from_zero_state": lambda: truncated_truth(carry=False),
+    "four_chunks_carrying_detached_state": lambda: truncated_truth(carry=True),
+}
+
+
+def test_notebook_chunks_from_zero_state(device, dtype, spec_check):
+    """Four chunks from zero: four identical blocks 0.0023 … 0.2642; weight gradients add up four times."""
+    spec_check(measure_chunks(device, dtype, carry=False)[0], "four_chunks_from_zero_state")
+
+
+def test_chunks_carrying_detached_state(device, dtype, spec_check):
+    """Carried but detached: chunk k's gradients are the 5-step gradients from h_{5(k-1)}."""
+    spec_check(measure_chunks(device, dtype, carry=True)[0], "four_chunks_carrying_detached_state")
+
+
+def test_without_carried_state_the_four_gradient_blocks_are_identical(device, dtype):
+    """Law (i): every chunk's input gradient is bitwise the same 5-step gradient from zero."""
+    blocks = as_float64(measure_chunks(device, dtype, carry=False)[0]["grad_input"]).reshape(4, CHUNK)
+    assert (blocks == blocks[0]).all(), f"truncated BPTT [{device}-{dtype}]: chunk blocks differ: {blocks}"
+
+
+@pytest.mark.dtypes("float64", "float32")
+def test_notebook_printed_block_holds_to_four_decimals(device, dtype):
+    """Each block prints as the notebook's 0.0023, 0.0059, 0.0194, 0.0704, 0.2642."""
+    grad = as_float64(measure_chunks(device, dtype, carry=False)[0]["grad_input"]).flatten()
+    assert [f"{g:.4f}" for g in grad] == NOTEBOOK_BLOCK * 4, (
+        f"truncated BPTT [{device}-{dtype}]: input gradients {grad} do not print as the notebook's block ×4")
+
+
+def test_last_step_gradient_is_w_ih_times_one_minus_h_squared_at_the_chunk_end(device, dtype, tolerance):
+    """The chunk's last gradient is 0.5(1 − h_5²) = 0.2642; the full sequence's is 0.5(1 − h_20²) = 0.2634."""
+    chunk = measure("rnn_tanh", HALVES, X[:CHUNK], device=device, dtype=dtype)
+    full = measure("rnn_tanh", HALVES, X, device=device, dtype=dtype)
+    for name, run in (("5-step chunk", chunk), ("20-step sequence", full)):
+        h_last = as_float64(run["h_n"]).item()
+        assert_agrees(as_float64(run["grad_input"])[-1].item(), 0.5 * (1 - h_last**2),
+                      tolerance.scaled(4, "a gradient against 1 - h^2 of a measured h, which moves 2h/(1-h^2) "
+                                          "= 2.6 times as much as h"),
+                      behaviour="truncated BPTT", what=f"{name}: last input gradient", witness="w_ih (1 - h_T^2)",
+                      config=f"{device}-{dtype}", law="dh_T/dx_T = w_ih (1 - h_T^2)")
+
+
+@pytest.mark.dtypes("float64", "float32")
+def test_chunk_end_gradient_differs_from_the_full_sequence_end_gradient(device, dtype, tolerance):
+    """0.2642 ≠ 0.2634: five steps from zero have not reached the fixed point (resolved in float64 and float32)."""
+    chunk = as_float64(measure("rnn_tanh", HALVES, X[:CHUNK], device=device, dtype=dtype)["grad_input"])[-1].item()
+    full = as_float64(measure("rnn_tanh", HALVES, X, device=device, dtype=dtype)["grad_input"])[-1].item()
+    assert abs(chunk - full) > 100 * tolerance.rtol * abs(full), (
+        f"truncated BPTT [{device}-{dtype}]: chunk end gradient {chunk} should differ from the full sequence's {full}")
+
+
+def test_detached_state_stops_gradient_at_chunk_boundaries(device, dtype):
+    """Law (ii): a chunk's backward leaves every earlier chunk's input gradient unchanged."""
+    _, after_each_chunk = measure_chunks(device, dtype, carry=True)
+    for k in range(1, len(after_each_chunk)):
+        before, after = after_each_chunk[k - 1], after_each_chunk[k]
+        edge = k * CHUNK
+        assert (after[:edge] == before[:edge]).all(), (
+            f"truncated BPTT [{device}-{dtype}]: chunk {k + 1}'s backward changed the input gradients of "
+            f"steps 1..{edge} across a detached state: {before[:edge].flatten()} -> {after[:edge].flatten()}")
+        assert (before[edge:] == 0).all(), f"[{device}-{dtype}] steps after chunk {k} had gradient before their backward"
+
+
+def test_last_chunk_gradients_equal_full_bptt_for_its_steps(device, dtype, tolerance):
+    """Law (ii): with the state carried, steps 16…20 get the same input gradient as full-sequence BPTT."""
+    chunked = measure_chunks(device, dtype, carry=True)[0]["grad_input"][-CHUNK:]
+    full = measure("rnn_tanh", HALVES, X, device=device, dtype=dtype)["grad_input"][-CHUNK:]
+    assert_agrees(chunked, as_float64(full), tolerance.relative(), behaviour="truncated BPTT",
+                  what="last chunk's input gradients", witness="full BPTT's for steps 16..20",
+                  config=f"{device}-{dtype}", law="dh_20/dx_t for t > 15 only passes through steps 16..20")
