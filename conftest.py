@@ -90,6 +90,11 @@ def tolerance(dtype) -> Tolerance:
     return TOLERANCES[dtype]
 
 
+@pytest.fixture
+def tolerance_table() -> dict[str, Tolerance]:
+    return TOLERANCES
+
+
 @pytest.fixture(autouse=True)
 def _pinned_numerics():
     """Every test runs with TF32 off; all numerics flags are restored afterwards."""

@@ -16,6 +16,7 @@ Files are read with ``allow_pickle=False``: a fixture is never unpickled.
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -43,12 +44,37 @@ def load_fixture(path: Path) -> dict[str, np.ndarray]:
         with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        path = Path(os.path.relpath(path))
         pytest.fail(
             f"fixture {path} is unreadable ({type(error).__name__}: {error}).\n"
             f"  Restore it from git (git checkout -- {path}) or re-record it on CPU with --regen-all "
             f"and review the change.",
             pytrace=False,
         )
+
+
+def load_record(path: Path, dtype: str, *, fix: str) -> dict[str, np.ndarray]:
+    """The arrays of a fixture file without its dtype tag, failing when the tag is not ``dtype``."""
+    __tracebackhide__ = True
+    recorded = load_fixture(path)
+    tag = str(recorded.pop(DTYPE_TAG, "(none)"))
+    if tag != dtype:
+        pytest.fail(f"fixture {os.path.relpath(path)} is tagged dtype {tag!r} but its name says {dtype}; re-record it: {fix}",
+                    pytrace=False)
+    return recorded
+
+
+def assert_matches_truth(arrays: dict[str, np.ndarray], truth: Truth, dtype: str, tolerance: Tolerance, *,
+                         what: str, witness: str, config: str) -> None:
+    """Every array agrees with the truth rounded to ``dtype``, and no array is missing or extra."""
+    __tracebackhide__ = True
+    expected = truth.in_dtype(dtype)
+    if set(arrays) != set(expected):
+        raise AssertionError(f"{truth.behaviour}: {what} holds {sorted(arrays)}, "
+                             f"the truth holds {sorted(expected)} [{config}]")
+    for key in expected:
+        assert_agrees(arrays[key], expected[key], truth.tolerance_for(key, tolerance), behaviour=truth.behaviour,
+                      what=f"{what} {key}", witness=witness, config=config, law=truth.law)
 
 
 class SpecCheck:
@@ -72,24 +98,13 @@ class SpecCheck:
                               f"every recorded behaviour declares its independent truth there")
         return truths[record]()
 
-    def agrees_with_truth(self, measured: dict[str, np.ndarray], truth: Truth, *, witness: str, what: str) -> None:
-        __tracebackhide__ = True
-        expected = truth.in_dtype(self.dtype)
-        if set(measured) != set(expected):
-            raise AssertionError(f"{truth.behaviour}: {what} holds {sorted(measured)}, "
-                                 f"the truth holds {sorted(expected)} [{self.config}]")
-        for key in expected:
-            assert_agrees(measured[key], expected[key], truth.tolerance_for(key, self.tolerance),
-                          behaviour=truth.behaviour, what=f"{what} {key}", witness=witness,
-                          config=self.config, law=truth.law)
-
     def __call__(self, measured: dict, record: str) -> None:
         """Check ``measured`` (name -> tensor or array) against the truth and the fixture ``record``."""
         __tracebackhide__ = True
         measured = {key: as_float64(value) for key, value in measured.items()}
         truth = self.truth(record)
-        self.agrees_with_truth(measured, truth, witness="the truth in float64 rounded to "
-                               f"{self.dtype}", what="measured")
+        assert_matches_truth(measured, truth, self.dtype, self.tolerance, what="measured",
+                             witness=f"the truth in float64 rounded to {self.dtype}", config=self.config)
 
         basename = fixture_basename(record, self.dtype)
         path = self.folder / f"{basename}.npz"
@@ -110,12 +125,9 @@ class SpecCheck:
                 pytrace=False,
             )
         if path.is_file() and not regenerating:
-            recorded = load_fixture(path)
-            tag = str(recorded.pop(DTYPE_TAG, "missing"))
-            if tag != self.dtype:
-                pytest.fail(f"fixture {shown} is tagged dtype {tag!r} but holds the {self.dtype} record; "
-                            f"re-record it with: {record_command(self.request.node.nodeid)}", pytrace=False)
-            self.agrees_with_truth(recorded, truth, witness="the truth", what=f"recorded fixture {path.name}:")
+            recorded = load_record(path, self.dtype, fix=record_command(self.request.node.nodeid))
+            assert_matches_truth(recorded, truth, self.dtype, self.tolerance, what=f"recorded fixture {shown}:",
+                                 witness="the truth", config=self.config)
 
         tolerances = {key: _as_isclose(truth.tolerance_for(key, self.tolerance)) for key in measured}
         tolerances[DTYPE_TAG] = {}

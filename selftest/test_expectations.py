@@ -1,0 +1,47 @@
+"""Expectation files turn known unsupported combinations into strict xfails that name the error.
+
+A listed test must raise the listed exception type with a message containing ``match``: raising
+something else fails, and so does passing (support appeared: remove the entry). An entry that
+matches no selected test is reported as stale.
+"""
+
+import textwrap
+
+pytest_plugins = ["pytester"]
+
+
+def test_expectation_entries_are_strict_and_check_the_message(pytester):
+    """Listed error: xfailed; other message: failed; passing: failed (strict); unmatched entry: reported."""
+    pytester.makeconftest(textwrap.dedent("""
+        from pathlib import Path
+        from rnnspec import expectations, platform
+
+        def pytest_configure(config):
+            config.spec_devices = [platform.Device("cpu")]
+            config.pluginmanager.register(expectations.Plugin(Path(__file__).parent / "expectations"))
+
+        def pytest_generate_tests(metafunc):
+            if "device" in metafunc.fixturenames:
+                metafunc.parametrize("device", ["cpu"], ids=str)
+    """))
+    pytester.makepyfile(test_support=textwrap.dedent("""
+        def test_raises_the_listed_error(device):
+            raise TypeError("cpu has no float128 kernel")
+
+        def test_raises_another_message(device):
+            raise TypeError("something else entirely")
+
+        def test_passes(device):
+            pass
+    """))
+    entry = '[[unsupported]]\ntests = "{}"\nraises = "TypeError"\nmatch = "no float128"\nreason = "example"\n'
+    (pytester.path / "expectations").mkdir()
+    (pytester.path / "expectations" / "cpu.toml").write_text(
+        "".join(entry.format(f"test_support.py::{name}[[]cpu]") for name in
+                ("test_raises_the_listed_error", "test_raises_another_message", "test_passes", "test_gone")))
+    result = pytester.runpytest_inprocess("-p", "no:randomly", "-p", "no:cacheprovider", "-o", "xfail_strict=true")
+    result.assert_outcomes(xfailed=1, failed=2)
+    result.stdout.fnmatch_lines([
+        "*test_raises_another_message* was expected to fail with TypeError containing 'no float128'*",
+        "*stale expectation in expectations/cpu.toml: 'test_support.py::test_gone*' matches no selected test*",
+    ])
