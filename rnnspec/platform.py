@@ -116,12 +116,27 @@ def pinned_numerics():
     try:
         yield
     finally:
-        torch.backends.cudnn.allow_tf32 = saved["cudnn.allow_tf32"]
-        torch.backends.cuda.matmul.allow_tf32 = saved["cuda.matmul.allow_tf32"]
-        torch.set_float32_matmul_precision(saved["float32_matmul_precision"])
-        torch.set_default_dtype(saved["default_dtype"])
-        torch.use_deterministic_algorithms(saved["deterministic_algorithms"])
-        torch.set_grad_enabled(saved["grad_enabled"])
+        restore_numerics(saved)
+
+
+def restore_numerics(saved: dict) -> None:
+    """Put back every flag of :func:`numerics_flags` that differs from ``saved``.
+
+    Only changed flags are set: ``use_deterministic_algorithms`` imports torch's compiler stack
+    (about a second) the first time it is called.
+    """
+    setters = {
+        "cudnn.allow_tf32": lambda v: setattr(torch.backends.cudnn, "allow_tf32", v),
+        "cuda.matmul.allow_tf32": lambda v: setattr(torch.backends.cuda.matmul, "allow_tf32", v),
+        "float32_matmul_precision": torch.set_float32_matmul_precision,
+        "default_dtype": torch.set_default_dtype,
+        "deterministic_algorithms": torch.use_deterministic_algorithms,
+        "grad_enabled": torch.set_grad_enabled,
+    }
+    now = numerics_flags()
+    for name, value in saved.items():
+        if now[name] != value:
+            setters[name](value)
 
 
 def numerics_flags() -> dict:

@@ -54,12 +54,13 @@ def measure(kind: str, parameters: dict[str, np.ndarray], x, *, device: str, dty
     x = as_tensor(x).requires_grad_()
     output, state = module(x) if h0 is None else module(x, as_tensor(h0))
     h_n, c_n = state if isinstance(state, tuple) else (state, None)
-    grad_h_n = torch.ones_like(h_n) if grad_h_n is None else as_tensor(grad_h_n)
-    roots, grads = [h_n], [grad_h_n]
+    # Backward of the scalar sum(grad_h_n * h_n) [+ sum(grad_output * output)]: the same gradients as
+    # h_n.backward(grad_h_n) (multiplying by the upstream gradient is what backward does first),
+    # without the explicit-gradient path, whose first use imports sympy (half a second).
+    loss = h_n.sum() if grad_h_n is None else (h_n * as_tensor(grad_h_n)).sum()
     if grad_output is not None:
-        roots.append(output)
-        grads.append(as_tensor(grad_output))
-    torch.autograd.backward(roots, grads)
+        loss = loss + (output * as_tensor(grad_output)).sum()
+    loss.backward()
     measured = {"output": output, "h_n": h_n, "grad_input": x.grad}
     if c_n is not None:
         measured["c_n"] = c_n

@@ -1,0 +1,56 @@
+"""Speed benchmark: the default CPU conformance run's wall time as a ratio to the floor.
+
+The floor is a pytest run of one trivial torch test in the same environment: interpreter start,
+torch import, pytest and plugin start-up, everything the suite cannot avoid. Both are measured in
+the same invocation, alternating, and the medians are compared, so a slower or busier machine
+moves both. Aim: ratio <= 1.5.
+
+    python bench/ratio.py [--repeat 5] [pytest args for the suite run...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+AIM = 1.5
+FLOOR_TEST = "import torch\n\n\ndef test_floor():\n    assert torch.ones(1).item() == 1.0\n"
+
+
+def wall_time(command: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"benchmark run failed ({' '.join(command)}):\n{result.stdout[-3000:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    options, suite_args = parser.parse_known_args()
+    pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+    with tempfile.TemporaryDirectory() as folder:
+        floor_dir = Path(folder)
+        (floor_dir / "test_floor.py").write_text(FLOOR_TEST)
+        floors, suites = [], []
+        wall_time(pytest + suite_args, ROOT)  # warm the file cache and __pycache__ once
+        for _ in range(options.repeat):
+            floors.append(wall_time(pytest + ["test_floor.py"], floor_dir))
+            suites.append(wall_time(pytest + suite_args, ROOT))
+    floor, suite = statistics.median(floors), statistics.median(suites)
+    ratio = suite / floor
+    print(f"floor (one trivial torch test): median {floor:.2f} s over {options.repeat} runs {['%.2f' % t for t in floors]}")
+    print(f"suite (python -m pytest {' '.join(suite_args)}): median {suite:.2f} s {['%.2f' % t for t in suites]}")
+    print(f"ratio suite/floor = {ratio:.2f} (aim <= {AIM}) {'OK' if ratio <= AIM else 'ABOVE AIM'}")
+
+
+if __name__ == "__main__":
+    main()
