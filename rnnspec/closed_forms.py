@@ -9,6 +9,8 @@ import math
 
 import numpy as np
 
+from rnnspec import numpy_reference
+
 #: Significand bits (with the implicit bit) of each dtype: every integer up to 2**p is exact.
 SIGNIFICAND_BITS = {"float64": 53, "float32": 24, "bfloat16": 8, "float16": 11}
 
@@ -67,6 +69,25 @@ def input_gradient_ratio(h_t: np.ndarray, w_hh: float) -> np.ndarray:
     the derivative of the step *leaving* h_t, evaluated at the earlier of the two steps.
     """
     return w_hh * (1.0 - np.asarray(h_t, dtype=np.float64) ** 2)
+
+
+def truncated_bptt_gradients(kind: str, parameters: dict, x: np.ndarray, chunk: int, *, carry: bool) -> list[dict]:
+    """The laws of truncated BPTT, one entry per chunk of ``chunk`` steps with h_n.backward() after each.
+
+    (i) Without carried state every chunk starts from h_0 = 0, so its gradients are the
+        ``chunk``-step gradients from zero over its own inputs.
+    (ii) With the state carried but detached, chunk k starts from the full sequence's state
+        h_{chunk*(k-1)}, treated as a constant: its gradients are the ``chunk``-step gradients from
+        that state, and nothing flows into earlier chunks.
+    Each entry holds ``"input"`` and every parameter's gradient, as numpy_reference.backward returns.
+    """
+    full = numpy_reference.forward(kind, parameters, x)
+    gradients = []
+    for start in range(0, len(x), chunk):
+        h0 = full.output[start - 1:start] if carry and start else None
+        run = numpy_reference.forward(kind, parameters, x[start:start + chunk], h0)
+        gradients.append(numpy_reference.backward(run, grad_h_n=np.ones_like(run.h_n)))
+    return gradients
 
 
 def orders_of_magnitude(ratio: float) -> float:

@@ -30,10 +30,10 @@ import numpy as np
 import pytest
 import torch
 
+from rnnspec import closed_forms
 from rnnspec.comparison import Truth, as_float64, assert_agrees
 from rnnspec.platform import DTYPES
-from rnnspec.runs import build, constant_parameters, derive, measure
-from rnnspec import numpy_reference
+from rnnspec.runs import build, constant_parameters, measure
 
 HALVES = constant_parameters("rnn_tanh", 1, 1, weight=0.5)
 X = np.ones((20, 1, 1))
@@ -56,19 +56,10 @@ def measure_chunks(device: str, dtype: str, *, carry: bool) -> tuple[dict, list[
     return measured, after_each_chunk
 
 
-def chunk_truths(*, carry: bool) -> list[dict]:
-    """The NumPy reference per chunk: 5 steps from zero, or from the carried state h_{5(k-1)}."""
-    full = numpy_reference.forward("rnn_tanh", HALVES, X)
-    starts = range(0, len(X), CHUNK)
-    return [derive("rnn_tanh", HALVES, X[s:s + CHUNK], h0=full.output[s - 1:s] if carry and s else None)
-            for s in starts]
-
-
 def truncated_truth(*, carry: bool) -> Truth:
-    chunks = chunk_truths(carry=carry)
-    values = {"grad_input": np.concatenate([c["grad_input"] for c in chunks])}
-    values.update({key: sum(c[key] for c in chunks) for key in chunks[0] if key.startswith("grad_weight")
-                   or key.startswith("grad_bias")})
+    chunks = closed_forms.truncated_bptt_gradients("rnn_tanh", HALVES, X, CHUNK, carry=carry)
+    values = {"grad_input": np.concatenate([c["input"] for c in chunks])}
+    values.update({f"grad_{name}": sum(c[name] for c in chunks) for name in HALVES})
     state = "the carried, detached state" if carry else "a zero state"
     return Truth(behaviour=f"truncated BPTT (4 chunks of 5 steps from {state})",
                  law="each chunk's gradient is the 5-step gradient from its starting state; none crosses a chunk",
