@@ -46,10 +46,13 @@ def main() -> None:
             floors.append(wall_time(pytest + ["test_floor.py"], floor_dir))
             suites.append(wall_time(pytest + suite_args, ROOT))
     floor, suite = statistics.median(floors), statistics.median(suites)
-    ratio = suite / floor
-    print(f"floor (one trivial torch test): median {floor:.2f} s over {options.repeat} runs {['%.2f' % t for t in floors]}")
-    print(f"suite (python -m pytest {' '.join(suite_args)}): median {suite:.2f} s {['%.2f' % t for t in suites]}")
-    print(f"ratio suite/floor = {ratio:.2f} (aim <= {AIM}) {'OK' if ratio <= AIM else 'ABOVE AIM'}")
+    ratio, best_ratio = suite / floor, min(suites) / min(floors)
+    print(f"floor (one trivial torch test): median {floor:.2f} s, min {min(floors):.2f} s "
+          f"over {options.repeat} runs {['%.2f' % t for t in floors]}")
+    print(f"suite (python -m pytest {' '.join(suite_args)}): median {suite:.2f} s, min {min(suites):.2f} s "
+          f"{['%.2f' % t for t in suites]}")
+    print(f"ratio suite/floor: medians {ratio:.2f}, minima {best_ratio:.2f} (aim <= {AIM}: "
+          f"{'OK' if ratio <= AIM else 'ABOVE AIM'}; the minima are the least disturbed runs)")
 
 
 if __name__ == "__main__":

@@ -8,11 +8,14 @@ initialisation: PyTorch promises no stable random stream across releases.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import nn
 
 from rnnspec import numpy_reference
+from rnnspec.comparison import as_float64
 from rnnspec.platform import DTYPES
 
 #: The module behind each kind of recurrent layer, with the constructor option that selects it.
@@ -82,3 +85,25 @@ def derive(kind: str, parameters: dict[str, np.ndarray], x, *, h0=None, grad_h_n
         derived["c_n"] = forward.c_n
     derived.update({f"grad_{name}": grads[name] for name in parameters})
     return derived
+
+
+def frozen(value):
+    """A run's results as read-only float64 arrays (dicts and tuples kept), safe to share between tests."""
+    if isinstance(value, dict):
+        return {key: frozen(item) for key, item in value.items()}
+    if isinstance(value, (tuple, list)):
+        return tuple(frozen(item) for item in value)
+    array = as_float64(value)
+    array.flags.writeable = False
+    return array
+
+
+def memoised(run):
+    """Compute a chapter's run once per arguments (configuration, device, dtype) and share it.
+
+    Several claims read the same run (values, a law, a dtype's special values); computing it once
+    keeps the suite fast. The results are frozen, so no test can change what another one reads,
+    and they depend on the arguments alone, so the order of tests does not matter.
+    """
+    cached = functools.cache(lambda *args, **kwargs: frozen(run(*args, **kwargs)))
+    return functools.wraps(run)(cached)

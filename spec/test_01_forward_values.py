@@ -24,10 +24,9 @@ the spec asserts exact equality on every device and dtype, besides the recorded 
 
 import numpy as np
 import pytest
-import torch
 
 from rnnspec.comparison import Truth
-from rnnspec.runs import constant_parameters, derive, measure
+from rnnspec.runs import constant_parameters, derive, measure, memoised
 
 RELU_HALF = constant_parameters("rnn_relu", 1, 1, weight=0.5)
 STEPS = {
@@ -40,6 +39,11 @@ HAND_DERIVED_OUTPUTS = {"one_step": [0.5], "two_steps": [0.5, 0.75], "relu_clamp
 
 def inputs(case: str) -> np.ndarray:
     return np.array(STEPS[case]).reshape(-1, 1, 1)
+
+
+@memoised
+def run(case: str, device: str, dtype: str) -> dict:
+    return measure("rnn_relu", RELU_HALF, inputs(case), device=device, dtype=dtype)
 
 
 def reference_truth(case: str) -> Truth:
@@ -56,13 +60,13 @@ TRUTHS = {f"relu_rnn_{case}": (lambda case=case: reference_truth(case)) for case
 @pytest.mark.parametrize("case", list(STEPS))
 def test_relu_rnn_forward_matches_the_recurrence(case, device, dtype, spec_check):
     """Output, h_n and every gradient of the relu RNN with weights 0.5 match the recurrence."""
-    spec_check(measure("rnn_relu", RELU_HALF, inputs(case), device=device, dtype=dtype), f"relu_rnn_{case}")
+    spec_check(run(case, device, dtype), f"relu_rnn_{case}")
 
 
 @pytest.mark.parametrize("case", list(STEPS))
 def test_relu_rnn_outputs_are_exactly_the_hand_derived_values(case, device, dtype):
     """0.5; then 0.5, 0.75; then 0.5, 0, 1, 0.75: exact in every dtype (dyadic numbers)."""
-    output = measure("rnn_relu", RELU_HALF, inputs(case), device=device, dtype=dtype)["output"]
+    output = run(case, device, dtype)["output"]
     expected = HAND_DERIVED_OUTPUTS[case]
     assert output.flatten().tolist() == expected, (
         f"relu RNN forward [{device}-{dtype}, x={STEPS[case]}]: output {output.flatten().tolist()} "
@@ -73,10 +77,9 @@ def test_relu_rnn_outputs_are_exactly_the_hand_derived_values(case, device, dtyp
 @pytest.mark.parametrize("case", list(STEPS))
 def test_h_n_is_the_last_output_step(case, device, dtype):
     """h_n is bitwise output[-1], with shape (num_layers, N, H) = (1, 1, 1)."""
-    run = measure("rnn_relu", RELU_HALF, inputs(case), device=device, dtype=dtype)
-    assert run["h_n"].shape == (1, 1, 1), f"h_n shape {tuple(run['h_n'].shape)} ≠ (1, 1, 1) [{device}-{dtype}]"
-    assert run["output"].shape == (len(STEPS[case]), 1, 1)
-    assert torch.equal(run["h_n"][0], run["output"][-1]), (
-        f"h_n ≠ output[-1] [{device}-{dtype}, {case}]: {run['h_n'].flatten().tolist()} vs "
-        f"{run['output'][-1].flatten().tolist()}"
+    measured = run(case, device, dtype)
+    shapes = (measured["output"].shape, measured["h_n"].shape)
+    assert shapes == ((len(STEPS[case]), 1, 1), (1, 1, 1)), f"[{device}-{dtype}, {case}] shapes (output, h_n) = {shapes}"
+    assert np.array_equal(measured["h_n"][0], measured["output"][-1]), (
+        f"h_n ≠ output[-1] [{device}-{dtype}, {case}]: {measured['h_n'].flatten()} vs {measured['output'][-1].flatten()}"
     )

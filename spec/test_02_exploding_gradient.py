@@ -41,8 +41,8 @@ import numpy as np
 import pytest
 
 from rnnspec import closed_forms
-from rnnspec.comparison import Tolerance, Truth, as_float64, assert_agrees, round_to_dtype
-from rnnspec.runs import constant_parameters, measure
+from rnnspec.comparison import Tolerance, Truth, assert_agrees, round_to_dtype
+from rnnspec.runs import constant_parameters, measure, memoised
 
 ELEVENS = constant_parameters("rnn_relu", 1, 1, weight=11.0)
 LAW = "h_t = sum_{k=1..t} 11^k; dh_n/dx_t = 11^(n+1-t)"
@@ -60,6 +60,7 @@ def exploding_truth(n: int = 5) -> Truth:
 TRUTHS = {"relu_rnn_weights_11_five_steps": exploding_truth}
 
 
+@memoised
 def run(n: int, device: str, dtype: str) -> dict:
     return measure("rnn_relu", ELEVENS, np.ones((n, 1, 1)), device=device, dtype=dtype)
 
@@ -85,7 +86,7 @@ def test_hidden_states_and_input_gradients_follow_powers_of_11(n, device, dtype,
 @pytest.mark.parametrize("n", range(2, 17), ids=lambda n: f"n{n}")
 def test_input_gradient_grows_by_factor_11_per_step(n, device, dtype, tolerance):
     """∂x_t / ∂x_{t+1} = 11 exactly while the dtype holds 11^n exactly; within 2·rtol where it rounds."""
-    grad = as_float64(run(n, device, dtype)["grad_input"]).flatten()
+    grad = run(n, device, dtype)["grad_input"].flatten()
     finite = np.isfinite(grad[:-1])
     ratio = grad[:-1][finite] / grad[1:][finite]
     exact = n <= closed_forms.exact_exploding_steps(dtype)

@@ -33,8 +33,8 @@ import numpy as np
 import pytest
 
 from rnnspec import closed_forms
-from rnnspec.comparison import Truth, as_float64, assert_agrees
-from rnnspec.runs import constant_parameters, derive, measure
+from rnnspec.comparison import Truth, assert_agrees
+from rnnspec.runs import constant_parameters, derive, measure, memoised
 
 HALVES = constant_parameters("rnn_tanh", 1, 1, weight=0.5)
 X = np.ones((20, 1, 1))
@@ -46,6 +46,11 @@ NOTEBOOK = {  # as the notebook printed them: torch's 4 decimals, fixed or scien
 
 def printed(value: float, like: str) -> str:
     return f"{value:.4e}" if "e" in like else f"{value:.4f}"
+
+
+@memoised
+def run(device: str, dtype: str) -> dict:
+    return measure("rnn_tanh", HALVES, X, device=device, dtype=dtype)
 
 
 def vanishing_truth() -> Truth:
@@ -62,16 +67,16 @@ TRUTHS = {"tanh_rnn_weights_half_twenty_steps": vanishing_truth}
 
 def test_notebook_values_h_n_and_gradients(device, dtype, spec_check):
     """h_n, every gradient, ∂x from 4.7499e-12 to 0.2634: the reference rounded to the dtype, relatively."""
-    spec_check(measure("rnn_tanh", HALVES, X, device=device, dtype=dtype), "tanh_rnn_weights_half_twenty_steps")
+    spec_check(run(device, dtype), "tanh_rnn_weights_half_twenty_steps")
 
 
 @pytest.mark.dtypes("float64", "float32")
 def test_notebook_printed_numbers_hold_to_their_printed_digits(device, dtype):
     """The notebook's printed 0.6879, 0.4920, 0.7152, 4.7499e-12 and 0.2634 hold to their last digit."""
-    run = measure("rnn_tanh", HALVES, X, device=device, dtype=dtype)
-    got = {"h_n": run["h_n"].item(), "grad_weight_hh_l0": run["grad_weight_hh_l0"].item(),
-           "grad_weight_ih_l0": run["grad_weight_ih_l0"].item(),
-           "grad_input[t=1]": run["grad_input"][0].item(), "grad_input[t=20]": run["grad_input"][-1].item()}
+    measured = run(device, dtype)
+    got = {"h_n": measured["h_n"].item(), "grad_weight_hh_l0": measured["grad_weight_hh_l0"].item(),
+           "grad_weight_ih_l0": measured["grad_weight_ih_l0"].item(),
+           "grad_input[t=1]": measured["grad_input"][0].item(), "grad_input[t=20]": measured["grad_input"][-1].item()}
     for name, text in NOTEBOOK.items():
         assert printed(got[name], text) == text, (
             f"vanishing gradient [{device}-{dtype}]: {name} = {got[name]!r} does not print as the notebook's {text}")
@@ -79,8 +84,8 @@ def test_notebook_printed_numbers_hold_to_their_printed_digits(device, dtype):
 
 def test_consecutive_input_gradient_ratio_is_w_hh_times_one_minus_h_squared(device, dtype, tolerance):
     """∂x_t / ∂x_{t+1} = w_hh (1 − h_t²), with h_t the measured hidden state at the earlier step."""
-    run = measure("rnn_tanh", HALVES, X, device=device, dtype=dtype)
-    grad, h = as_float64(run["grad_input"]).flatten(), as_float64(run["output"]).flatten()
+    measured = run(device, dtype)
+    grad, h = measured["grad_input"].flatten(), measured["output"].flatten()
     normal = np.abs(grad[:-1]) >= np.finfo(np.float16).tiny if dtype == "float16" else np.ones(19, bool)
     ratio = grad[:-1][normal] / grad[1:][normal]
     assert_agrees(ratio, closed_forms.input_gradient_ratio(h[:-1][normal], w_hh=0.5),
@@ -93,7 +98,7 @@ def test_consecutive_input_gradient_ratio_is_w_hh_times_one_minus_h_squared(devi
 @pytest.mark.dtypes("float16")
 def test_float16_early_gradients_underflow_to_exactly_zero(device, dtype):
     """In float16, ∂x_t for t = 1…7 (true values < 2^-25) is exactly 0; from t = 9 on it is nonzero."""
-    grad = as_float64(measure("rnn_tanh", HALVES, X, device=device, dtype=dtype)["grad_input"]).flatten()
+    grad = run(device, dtype)["grad_input"].flatten()
     truth = np.abs(vanishing_truth().values["grad_input"].flatten())
     assert (truth[:7] < closed_forms.float16_underflow_threshold()).all()
     assert (grad[:7] == 0).all(), (

@@ -33,7 +33,7 @@ import torch
 from rnnspec import closed_forms
 from rnnspec.comparison import Truth, as_float64, assert_agrees
 from rnnspec.platform import DTYPES
-from rnnspec.runs import build, constant_parameters, measure
+from rnnspec.runs import build, constant_parameters, measure, memoised
 
 HALVES = constant_parameters("rnn_tanh", 1, 1, weight=0.5)
 X = np.ones((20, 1, 1))
@@ -41,6 +41,12 @@ CHUNK = 5
 NOTEBOOK_BLOCK = ["0.0023", "0.0059", "0.0194", "0.0704", "0.2642"]  # printed four times
 
 
+@memoised
+def run(steps: int, device: str, dtype: str) -> dict:
+    return measure("rnn_tanh", HALVES, X[:steps], device=device, dtype=dtype)
+
+
+@memoised
 def measure_chunks(device: str, dtype: str, *, carry: bool) -> tuple[dict, list[np.ndarray]]:
     """Run four 5-step chunks with a backward after each; also return x.grad after every chunk."""
     module = build("rnn_tanh", HALVES, device=device, dtype=dtype)
@@ -84,25 +90,23 @@ def test_chunks_carrying_detached_state(device, dtype, spec_check):
 
 def test_without_carried_state_the_four_gradient_blocks_are_identical(device, dtype):
     """Law (i): every chunk's input gradient is bitwise the same 5-step gradient from zero."""
-    blocks = as_float64(measure_chunks(device, dtype, carry=False)[0]["grad_input"]).reshape(4, CHUNK)
+    blocks = measure_chunks(device, dtype, carry=False)[0]["grad_input"].reshape(4, CHUNK)
     assert (blocks == blocks[0]).all(), f"truncated BPTT [{device}-{dtype}]: chunk blocks differ: {blocks}"
 
 
 @pytest.mark.dtypes("float64", "float32")
 def test_notebook_printed_block_holds_to_four_decimals(device, dtype):
     """Each block prints as the notebook's 0.0023, 0.0059, 0.0194, 0.0704, 0.2642."""
-    grad = as_float64(measure_chunks(device, dtype, carry=False)[0]["grad_input"]).flatten()
+    grad = measure_chunks(device, dtype, carry=False)[0]["grad_input"].flatten()
     assert [f"{g:.4f}" for g in grad] == NOTEBOOK_BLOCK * 4, (
         f"truncated BPTT [{device}-{dtype}]: input gradients {grad} do not print as the notebook's block ×4")
 
 
 def test_last_step_gradient_is_w_ih_times_one_minus_h_squared_at_the_chunk_end(device, dtype, tolerance):
     """The chunk's last gradient is 0.5(1 − h_5²) = 0.2642; the full sequence's is 0.5(1 − h_20²) = 0.2634."""
-    chunk = measure("rnn_tanh", HALVES, X[:CHUNK], device=device, dtype=dtype)
-    full = measure("rnn_tanh", HALVES, X, device=device, dtype=dtype)
-    for name, run in (("5-step chunk", chunk), ("20-step sequence", full)):
-        h_last = as_float64(run["h_n"]).item()
-        assert_agrees(as_float64(run["grad_input"])[-1].item(), 0.5 * (1 - h_last**2),
+    for name, measured in (("5-step chunk", run(CHUNK, device, dtype)), ("20-step sequence", run(20, device, dtype))):
+        h_last = measured["h_n"].item()
+        assert_agrees(measured["grad_input"][-1].item(), 0.5 * (1 - h_last**2),
                       tolerance.scaled(4, "a gradient against 1 - h^2 of a measured h, which moves 2h/(1-h^2) "
                                           "= 2.6 times as much as h"),
                       behaviour="truncated BPTT", what=f"{name}: last input gradient", witness="w_ih (1 - h_T^2)",
@@ -112,8 +116,8 @@ def test_last_step_gradient_is_w_ih_times_one_minus_h_squared_at_the_chunk_end(d
 @pytest.mark.dtypes("float64", "float32")
 def test_chunk_end_gradient_differs_from_the_full_sequence_end_gradient(device, dtype, tolerance):
     """0.2642 ≠ 0.2634: five steps from zero have not reached the fixed point (resolved in float64 and float32)."""
-    chunk = as_float64(measure("rnn_tanh", HALVES, X[:CHUNK], device=device, dtype=dtype)["grad_input"])[-1].item()
-    full = as_float64(measure("rnn_tanh", HALVES, X, device=device, dtype=dtype)["grad_input"])[-1].item()
+    chunk = run(CHUNK, device, dtype)["grad_input"][-1].item()
+    full = run(20, device, dtype)["grad_input"][-1].item()
     assert abs(chunk - full) > 100 * tolerance.rtol * abs(full), (
         f"truncated BPTT [{device}-{dtype}]: chunk end gradient {chunk} should differ from the full sequence's {full}")
 
@@ -133,7 +137,7 @@ def test_detached_state_stops_gradient_at_chunk_boundaries(device, dtype):
 def test_last_chunk_gradients_equal_full_bptt_for_its_steps(device, dtype, tolerance):
     """Law (ii): with the state carried, steps 16…20 get the same input gradient as full-sequence BPTT."""
     chunked = measure_chunks(device, dtype, carry=True)[0]["grad_input"][-CHUNK:]
-    full = measure("rnn_tanh", HALVES, X, device=device, dtype=dtype)["grad_input"][-CHUNK:]
-    assert_agrees(chunked, as_float64(full), tolerance.relative(), behaviour="truncated BPTT",
+    full = run(20, device, dtype)["grad_input"][-CHUNK:]
+    assert_agrees(chunked, full, tolerance.relative(), behaviour="truncated BPTT",
                   what="last chunk's input gradients", witness="full BPTT's for steps 16..20",
                   config=f"{device}-{dtype}", law="dh_20/dx_t for t > 15 only passes through steps 16..20")

@@ -36,8 +36,8 @@ ratios are compared where both gradients are normal float16 numbers.
 import numpy as np
 import pytest
 
-from rnnspec.comparison import Truth, as_float64, assert_agrees
-from rnnspec.runs import constant_parameters, derive, measure
+from rnnspec.comparison import Truth, assert_agrees
+from rnnspec.runs import constant_parameters, derive, measure, memoised
 
 X = np.ones((20, 1, 1))
 LSTM_HALVES = constant_parameters("lstm", 1, 1, weight=0.5)
@@ -61,22 +61,26 @@ def lstm_truth() -> Truth:
 TRUTHS = {"lstm_weights_half_twenty_steps": lstm_truth}
 
 
+@memoised
+def run(kind: str, device: str, dtype: str) -> dict:
+    return measure(kind, LSTM_HALVES if kind == "lstm" else RNN_HALVES, X, device=device, dtype=dtype)
+
+
 def input_gradients(kind: str, device: str, dtype: str) -> np.ndarray:
-    parameters = LSTM_HALVES if kind == "lstm" else RNN_HALVES
-    return as_float64(measure(kind, parameters, X, device=device, dtype=dtype)["grad_input"]).flatten()
+    return run(kind, device, dtype)["grad_input"].flatten()
 
 
 def test_notebook_values_h_n_and_gradients(device, dtype, spec_check):
     """h_n 0.6286, c_n, ∂W_hh, ∂W_ih, every bias gradient and ∂x_1…∂x_20: the reference rounded to the dtype."""
-    spec_check(measure("lstm", LSTM_HALVES, X, device=device, dtype=dtype), "lstm_weights_half_twenty_steps")
+    spec_check(run("lstm", device, dtype), "lstm_weights_half_twenty_steps")
 
 
 @pytest.mark.dtypes("float64", "float32")
 def test_notebook_printed_numbers_hold_to_four_decimals(device, dtype):
     """h_n, ∂W_hh, ∂W_ih and ∂x print exactly as the notebook printed them."""
-    run = measure("lstm", LSTM_HALVES, X, device=device, dtype=dtype)
+    measured = run("lstm", device, dtype)
     for key, text in NOTEBOOK.items():
-        got = [f"{v:.4f}" for v in as_float64(run[key]).flatten()]
+        got = [f"{v:.4f}" for v in measured[key].flatten()]
         assert got == text, f"LSTM [{device}-{dtype}]: {key} prints as {got}, the notebook printed {text}"
 
 

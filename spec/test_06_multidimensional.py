@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from rnnspec.comparison import Truth, assert_agrees, magnitude
-from rnnspec.runs import derive, measure
+from rnnspec.runs import derive, measure, memoised
 
 NOTEBOOK_WEIGHTS = {
     "weight_ih_l0": np.array([[0.2224, -0.1436], [-0.4591, -0.0053], [-0.2355, 0.2791]]),
@@ -44,6 +44,7 @@ def multidimensional_truth() -> Truth:
 TRUTHS = {"rnn_2_to_3_notebook_weights": multidimensional_truth}
 
 
+@memoised
 def run(device, dtype):
     return measure("rnn_tanh", NOTEBOOK_WEIGHTS, X, device=device, dtype=dtype)
 
