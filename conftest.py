@@ -17,6 +17,9 @@ from rnnspec import expectations, platform
 from rnnspec.comparison import Tolerance
 from rnnspec.recorded import SpecCheck
 
+# Plugins of the suite's own tooling (reports, documents), each in a module of rnnspec/.
+pytest_plugins: list[str] = []
+
 ROOT = Path(__file__).parent
 FIXTURES = ROOT / "fixtures"
 
