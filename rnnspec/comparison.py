@@ -130,10 +130,10 @@ def disagreement(actual, expected, tolerance: Tolerance) -> str | None:
         error = np.abs(actual - expected)
         allowed = tolerance.atol + tolerance.rtol * np.abs(expected)
         excess = np.where(close, -np.inf, np.nan_to_num(error / allowed, nan=np.inf, posinf=np.inf))
-    worst = np.unravel_index(int(np.argmax(excess)), actual.shape) if actual.shape else ()
+        worst = np.unravel_index(int(np.argmax(excess)), actual.shape) if actual.shape else ()
+        rel = error[worst] / abs(expected[worst]) if expected[worst] != 0 else np.inf
     index = "[" + ", ".join(str(int(i)) for i in worst) + "]"
     bad = int((~close).sum())
-    rel = error[worst] / abs(expected[worst]) if expected[worst] != 0 else np.inf
     return (
         f"{bad} of {actual.size} values differ; worst at {index}: got {actual[worst]!r}, "
         f"expected {expected[worst]!r}, |Δ|={error[worst]:.3g} (relative {rel:.3g}) "

@@ -1,9 +1,17 @@
 """One recurrent run, measured on torch and derived by the NumPy reference, with the same names.
 
-Both return ``{"output", "h_n", ["c_n"], "grad_input", "grad_<parameter>"...}`` for a forward pass
-followed by a backward pass of an upstream gradient on ``h_n`` (and optionally on ``output``), as
-the notebook does with ``h_n.backward(...)``. Weights are always explicit, never torch's random
-initialisation: PyTorch promises no stable random stream across releases.
+Both return ``{"output", "h_n", ["c_n"], "grad_input", ["grad_h0"], ["grad_c0"], "grad_<parameter>"...}``
+for a forward pass followed by a backward pass of an upstream gradient on ``h_n`` (and optionally on
+``output`` and ``c_n``), as the notebook does with ``h_n.backward(...)``. ``grad_h0`` / ``grad_c0``
+are there exactly when ``h0`` / ``c0`` are given. Weights are always explicit, never torch's random
+initialisation: PyTorch promises no stable random stream across releases; :func:`random_parameters`
+and :func:`random_array` derive explicit values from a seed with NumPy's generator instead.
+
+One configuration is one set of keyword arguments, handed unchanged to :func:`measure` (torch's
+layer), :func:`derive` (the reference) and, for one unidirectional layer, :func:`measure_cell_loop`
+(torch's cell called once per step): ``h0``, ``c0``, ``num_layers``, ``bidirectional``,
+``batch_first``, ``proj_size``, ``lengths`` (padded input run as a packed sequence), and the
+upstream gradients. ``bias`` is read from the parameters (no ``bias_*`` names: ``bias=False``).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import functools
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnspec import numpy_reference
 from rnnspec.comparison import as_float64
@@ -27,6 +36,15 @@ LAYERS = {
 }
 
 
+#: The cell module behind each kind, with the constructor option that selects it.
+CELLS = {
+    "rnn_tanh": (nn.RNNCell, {"nonlinearity": "tanh"}),
+    "rnn_relu": (nn.RNNCell, {"nonlinearity": "relu"}),
+    "lstm": (nn.LSTMCell, {}),
+    "gru": (nn.GRUCell, {}),
+}
+
+
 def constant_parameters(kind: str, input_size: int, hidden_size: int, *, weight: float, bias: float = 0.0,
                         **options) -> dict[str, np.ndarray]:
     """Every weight set to ``weight`` and every bias to ``bias``, as the notebook's ``init.constant_`` does."""
@@ -34,57 +52,212 @@ def constant_parameters(kind: str, input_size: int, hidden_size: int, *, weight:
     return {name: np.full(shape, bias if name.startswith("bias") else weight) for name, shape in shapes.items()}
 
 
-def build(kind: str, parameters: dict[str, np.ndarray], *, device: str, dtype: str, **options) -> nn.Module:
-    """The torch layer of ``kind`` holding exactly ``parameters`` (rounded to ``dtype``)."""
-    module_class, kind_options = LAYERS[kind]
+def random_parameters(kind: str, input_size: int, hidden_size: int, seed: int, **options) -> dict[str, np.ndarray]:
+    """Every parameter drawn uniformly from [−1/√H, 1/√H] (torch's default range) by NumPy's generator ``seed``.
+
+    ``options`` are those of ``numpy_reference.parameter_shapes`` (num_layers, bias, bidirectional,
+    proj_size) and may include ``batch_first``, which changes no shape; the values depend on the seed
+    and the shapes alone, the same on every machine.
+    """
+    options.pop("batch_first", None)
+    shapes = numpy_reference.parameter_shapes(kind, input_size, hidden_size, **options)
+    rng = np.random.default_rng(seed)
+    bound = 1.0 / np.sqrt(hidden_size)
+    return {name: rng.uniform(-bound, bound, shape) for name, shape in shapes.items()}
+
+
+def random_array(shape: tuple[int, ...], seed: int, *, scale: float = 1.0) -> np.ndarray:
+    """An input, initial state or upstream gradient: uniform in [−scale, scale], from NumPy's generator ``seed``."""
+    return np.random.default_rng(seed).uniform(-scale, scale, shape)
+
+
+def build(kind: str, parameters: dict[str, np.ndarray], *, device: str, dtype: str, cell: bool = False,
+          **options) -> nn.Module:
+    """The torch layer of ``kind`` (with ``cell=True``: its cell) holding exactly ``parameters``.
+
+    ``parameters`` carry the layer's names (``weight_ih_l0``...) also for a cell, whose own names
+    drop the ``_l0``. They are copied into a float64 module, so the copy is exact, and rounded once,
+    to ``dtype``, by the final ``.to()``. The constructor's default initialisation draws from
+    torch's random stream: it runs inside ``fork_rng``, so building leaves torch's stream as it was.
+    """
+    module_class, kind_options = (CELLS if cell else LAYERS)[kind]
     input_size = parameters["weight_ih_l0"].shape[1]
     hidden_size = parameters["weight_ih_l0"].shape[0] // numpy_reference.gate_count(kind)
-    module = module_class(input_size, hidden_size, bias="bias_ih_l0" in parameters, **kind_options, **options)
-    names = [name for name, _ in module.named_parameters()]
+    with torch.random.fork_rng(devices=[]):
+        module = module_class(input_size, hidden_size, bias="bias_ih_l0" in parameters,
+                              **{**kind_options, **options}, dtype=torch.float64)
+    layer_name = (lambda name: f"{name}_l0") if cell else (lambda name: name)
+    names = [layer_name(name) for name, _ in module.named_parameters()]
     if sorted(names) != sorted(parameters):
-        raise ValueError(f"{kind} with {options} has parameters {names}, given {sorted(parameters)}")
+        raise ValueError(f"{module_class.__name__}({kind}, {options}) has parameters {names}, given {sorted(parameters)}")
     with torch.no_grad():
         for name, parameter in module.named_parameters():
-            parameter.copy_(torch.as_tensor(parameters[name], dtype=torch.float64))
+            parameter.copy_(torch.as_tensor(parameters[layer_name(name)], dtype=torch.float64))
     return module.to(device=device, dtype=DTYPES[dtype])
 
 
-def measure(kind: str, parameters: dict[str, np.ndarray], x, *, device: str, dtype: str, h0=None,
-            grad_h_n=None, grad_output=None, **options) -> dict[str, torch.Tensor]:
-    """Run torch's layer forward, then backward from ``grad_h_n`` (default ones) and ``grad_output``."""
-    module = build(kind, parameters, device=device, dtype=dtype, **options)
-    as_tensor = lambda value: torch.tensor(np.asarray(value, dtype=np.float64), dtype=DTYPES[dtype], device=device)
-    x = as_tensor(x).requires_grad_()
-    output, state = module(x) if h0 is None else module(x, as_tensor(h0))
-    h_n, c_n = state if isinstance(state, tuple) else (state, None)
-    # Backward of the scalar sum(grad_h_n * h_n) [+ sum(grad_output * output)]: the same gradients as
-    # h_n.backward(grad_h_n) (multiplying by the upstream gradient is what backward does first),
-    # without the explicit-gradient path, whose first use imports sympy (half a second).
-    loss = h_n.sum() if grad_h_n is None else (h_n * as_tensor(grad_h_n)).sum()
-    if grad_output is not None:
-        loss = loss + (output * as_tensor(grad_output)).sum()
+def _as_tensor(value, *, device: str, dtype: str) -> torch.Tensor:
+    return torch.tensor(np.ascontiguousarray(value, dtype=np.float64), dtype=DTYPES[dtype], device=device)
+
+
+def _backward(tensor, results: dict) -> None:
+    """Backward of the scalar Σ grad_h_n·h_n + Σ grad_output·output + Σ grad_c_n·c_n.
+
+    ``results`` maps each forward tensor to its upstream gradient (None: ones for h_n, nothing for
+    the others). The gradients are those of ``h_n.backward(grad_h_n)`` (multiplying by the upstream
+    gradient is what backward does first), without the explicit-gradient path, whose first use
+    imports sympy (half a second).
+    """
+    loss = 0
+    for name, (value, upstream) in results.items():
+        if upstream is not None:
+            loss = loss + (value * tensor(upstream)).sum()
+        elif name == "h_n":
+            loss = loss + value.sum()
     loss.backward()
-    measured = {"output": output, "h_n": h_n, "grad_input": x.grad}
+
+
+def _measured(output, h_n, c_n, leaves: dict, parameters) -> dict[str, torch.Tensor]:
+    """The forward tensors and every gradient; a leaf the loss does not reach (``.grad`` None) has gradient 0."""
+    measured = {"output": output, "h_n": h_n}
     if c_n is not None:
         measured["c_n"] = c_n
-    measured.update({f"grad_{name}": p.grad for name, p in module.named_parameters()})
+    gradient = lambda leaf: torch.zeros_like(leaf) if leaf.grad is None else leaf.grad  # noqa: E731
+    measured.update({f"grad_{name}": gradient(leaf) for name, leaf in leaves.items()})
+    measured.update({f"grad_{name}": gradient(p) for name, p in parameters})
     return measured
 
 
-def derive(kind: str, parameters: dict[str, np.ndarray], x, *, h0=None, grad_h_n=None, grad_output=None,
-           **options) -> dict[str, np.ndarray]:
-    """The same run through the NumPy reference: float64, forward and hand-written BPTT, no torch."""
-    forward = numpy_reference.forward(kind, parameters, x, h0, **options)
+def measure(kind: str, parameters: dict[str, np.ndarray], x, *, device: str, dtype: str, h0=None, c0=None,
+            lengths=None, enforce_sorted: bool = False, grad_h_n=None, grad_output=None, grad_c_n=None,
+            backward: bool = True, **options) -> dict[str, torch.Tensor]:
+    """Run torch's layer forward, then backward from ``grad_h_n`` (default ones), ``grad_output``, ``grad_c_n``.
+
+    ``options`` go to the module (num_layers, bidirectional, batch_first, proj_size). With ``lengths``
+    the padded ``x`` goes through ``pack_padded_sequence(x, lengths, batch_first, enforce_sorted)``
+    and the output back through ``pad_packed_sequence(..., total_length=L)``, so it keeps its shape.
+    An LSTM given only one of ``h0`` / ``c0`` gets zeros for the other (no gradient is reported for it).
+    ``backward=False`` returns the forward values only; the forward still runs with gradients
+    enabled, so it takes the same kernels as a full run (CPU's float16 LSTM, for one, runs oneDNN
+    only without gradients) and compares with one bitwise.
+    """
+    module = build(kind, parameters, device=device, dtype=dtype, **options)
+    tensor = functools.partial(_as_tensor, device=device, dtype=dtype)
+    leaves = {"input": tensor(x).requires_grad_()}
+    if h0 is not None:
+        leaves["h0"] = tensor(h0).requires_grad_()
+    if c0 is not None:
+        leaves["c0"] = tensor(c0).requires_grad_()
+    state = _initial_state(kind, leaves, module)
+    inputs = leaves["input"]
+    batch_first = options.get("batch_first", False)
+    if lengths is not None:
+        inputs = pack_padded_sequence(inputs, torch.as_tensor(lengths, dtype=torch.int64), batch_first=batch_first,
+                                      enforce_sorted=enforce_sorted)
+    output, final = module(inputs, state)
+    if lengths is not None:
+        output, _ = pad_packed_sequence(output, batch_first=batch_first, total_length=np.shape(x)[1 if batch_first else 0])
+    h_n, c_n = final if isinstance(final, tuple) else (final, None)
+    if not backward:
+        return _measured(output, h_n, c_n, {}, ())
+    results = {"h_n": (h_n, grad_h_n), "output": (output, grad_output)}
+    if c_n is not None:
+        results["c_n"] = (c_n, grad_c_n)
+    _backward(tensor, results)
+    return _measured(output, h_n, c_n, leaves, module.named_parameters())
+
+
+def _initial_state(kind: str, leaves: dict, module: nn.Module):
+    """The state argument of the layer: None, h0, or (h0, c0) with zeros for a missing one."""
+    h0, c0 = leaves.get("h0"), leaves.get("c0")
+    if kind != "lstm":
+        return h0
+    if h0 is None and c0 is None:
+        return None
+    like = h0 if h0 is not None else c0
+    leading = tuple(like.shape[:-1])
+    hidden_size = module.hidden_size
+    out_size = module.proj_size or hidden_size
+    zeros = lambda features: torch.zeros(leading + (features,), dtype=like.dtype, device=like.device)  # noqa: E731
+    return (h0 if h0 is not None else zeros(out_size), c0 if c0 is not None else zeros(hidden_size))
+
+
+def measure_cell_loop(kind: str, parameters: dict[str, np.ndarray], x, *, device: str, dtype: str, h0=None, c0=None,
+                      grad_h_n=None, grad_output=None, grad_c_n=None) -> dict[str, torch.Tensor]:
+    """Torch's cell called once per step over ``x`` (L, N, F) or unbatched (L, F), the state carried by hand.
+
+    Takes and returns everything in the one-layer, one-direction layer's names and shapes (``h0`` is
+    (1, N, H), the gradients are ``grad_weight_ih_l0``...), so one configuration feeds both this and
+    :func:`measure`. A missing ``h0`` / ``c0`` is zeros, as for the layer.
+    """
+    module = build(kind, parameters, device=device, dtype=dtype, cell=True)
+    tensor = functools.partial(_as_tensor, device=device, dtype=dtype)
+    leaves = {"input": tensor(x).requires_grad_()}
+    hidden_size = module.hidden_size
+    state_shape = (1,) + tuple(np.shape(x)[1:-1]) + (hidden_size,)
+    for name, value in (("h0", h0), ("c0", c0)):
+        if value is not None:
+            leaves[name] = tensor(value).requires_grad_()
+    zeros = torch.zeros(state_shape, dtype=DTYPES[dtype], device=device)
+    h = leaves.get("h0", zeros)[0]
+    c = leaves.get("c0", zeros)[0]
+    outputs = []
+    for x_t in leaves["input"]:
+        if kind == "lstm":
+            h, c = module(x_t, (h, c))
+        else:
+            h = module(x_t, h)
+        outputs.append(h)
+    output, h_n = torch.stack(outputs), h.unsqueeze(0)
+    c_n = c.unsqueeze(0) if kind == "lstm" else None
+    results = {"h_n": (h_n, grad_h_n), "output": (output, grad_output)}
+    if c_n is not None:
+        results["c_n"] = (c_n, grad_c_n)
+    _backward(tensor, results)
+    return _measured(output, h_n, c_n, leaves, ((f"{name}_l0", p) for name, p in module.named_parameters()))
+
+
+def derive(kind: str, parameters: dict[str, np.ndarray], x, *, h0=None, c0=None, grad_h_n=None, grad_output=None,
+           grad_c_n=None, enforce_sorted: bool = False, **options) -> dict[str, np.ndarray]:
+    """The same run through the NumPy reference: float64, forward and hand-written BPTT, no torch.
+
+    ``options`` are the reference's (num_layers, bidirectional, batch_first, proj_size, lengths);
+    ``enforce_sorted`` only says how torch packs the batch, not what it computes, and is ignored.
+    """
+    forward = numpy_reference.forward(kind, parameters, x, h0, c0, **options)
     grads = numpy_reference.backward(
         forward,
         grad_output=grad_output,
         grad_h_n=np.ones_like(forward.h_n) if grad_h_n is None else grad_h_n,
+        grad_c_n=grad_c_n,
     )
-    derived = {"output": forward.output, "h_n": forward.h_n, "grad_input": grads["input"]}
+    derived = {"output": forward.output, "h_n": forward.h_n}
     if forward.c_n is not None:
         derived["c_n"] = forward.c_n
+    derived["grad_input"] = grads["input"]
+    if h0 is not None:
+        derived["grad_h0"] = grads["h0"]
+    if c0 is not None:
+        derived["grad_c0"] = grads["c0"]
     derived.update({f"grad_{name}": grads[name] for name in parameters})
     return derived
+
+
+def relu_kink_distance(parameters: dict[str, np.ndarray], x, *, h0=None, **options) -> float:
+    """The smallest non-zero |pre-activation| of a relu RNN run, from the reference (float64).
+
+    relu' jumps from 0 to 1 at 0: a pre-activation within rounding distance of 0 may land on
+    either side in a narrow dtype, and a gradient then moves by a whole term. A configuration
+    whose pre-activations all keep a distance from 0 has a gradient every dtype can approximate.
+    Exact zeros (a unit whose inputs are all exactly 0) are the same in every dtype and are skipped.
+    The pre-activations are read from the reference's per-step caches (``Forward.tape``, which
+    numpy_reference keeps for its backward pass).
+    """
+    forward = numpy_reference.forward("rnn_relu", parameters, x, h0, **{
+        name: value for name, value in options.items() if name in ("num_layers", "bidirectional", "batch_first", "lengths")})
+    pre_activations = np.concatenate([np.abs(cache["a"]).ravel() for layer in forward.tape.caches
+                                      for direction in layer for cache in direction if cache is not None])
+    return float(pre_activations[pre_activations > 0].min())
 
 
 def frozen(value):

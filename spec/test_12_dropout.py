@@ -1,0 +1,229 @@
+r"""Chapter 12. Dropout: between layers, in training only.
+
+``nn.RNN``, ``nn.LSTM`` and ``nn.GRU`` take ``dropout=p``: "If non-zero, introduces a Dropout
+layer on the outputs of each RNN layer except the last layer, with dropout probability equal to
+dropout" (`torch.nn.LSTM <https://pytorch.org/docs/stable/generated/torch.nn.LSTM.html>`_).
+With :math:`y^{(l)}_t` the output of layer l at step t, in training mode layer l + 1 reads
+
+$$ d^{(l)}_t = \frac{m^{(l)}_t \odot y^{(l)}_t}{1 - p}, \qquad m^{(l)}_t \in \{0, 1\}^{H_{out}}
+   \text{ independent Bernoulli}(1 - p) \text{ per element}, $$
+
+so each element of the inter-layer input is either 0 or :math:`y/(1-p)`, and its expectation is
+y. The last layer's output is not dropped, and h_n and c_n hold every layer's final state before
+any dropout. The backward uses the same mask: :math:`\partial/\partial y = (m/(1-p))\,\partial/\partial d`.
+With one layer there is nothing between layers: dropout has no effect, and the constructor warns
+(UserWarning *dropout option adds dropout after all but last recurrent layer, so non-zero dropout
+expects num_layers greater than 1, but got dropout=0.75 and num_layers=1*). In evaluation mode
+(``module.eval()``) there is no dropout at all: the output is deterministic (two runs under
+different random seeds agree bit for bit) and equals, bit for bit, that of the same module with
+``dropout=0``. These three laws are checked on general weights (input size 3, hidden size 5,
+L = 4, N = 3).
+
+**What is observable.** The mask is random and PyTorch promises no random stream across
+releases, so the spec never records a mask, nor any value that depends on one. It makes the
+mask observable instead. Every case uses p = 3/4, so :math:`1/(1-p) = 4` is a power of two and
+:math:`4y` is exact in every dtype. The first layer has small positive weights and positive
+inputs, so :math:`y^{(1)} > 0` everywhere (between 0.13 and 0.82; pre-activations near 0.6, far
+from saturation, so the reduced dtypes stay well conditioned). The second layer is made
+memoryless and elementwise: ``weight_ih_l1`` is 1/4 of the identity in every gate block (undoing the scale 4, so its
+pre-activation is :math:`m \odot y^{(1)}`), ``weight_hh_l1`` and the layer's biases are 0. Each
+element of its output is then a function of one element of :math:`d^{(1)}` that is 0 exactly
+when that element is 0 (relu(0) = tanh(0) = 0; for the LSTM the gate g = tanh(0) = 0 gives
+c = 0 and h = 0; for the GRU n = tanh(0) = 0 and h = (1 − z) n = 0). So **the mask is the set of
+nonzero elements of the output**.
+
+* The relu RNN's second layer is then exact: its output is :math:`m \odot y^{(1)}` in training
+  and :math:`y^{(1)}/4` in evaluation mode, where nothing is dropped. Their ratio, the
+  inter-layer input over the first layer's output, is exactly 0 or 4 in every dtype, and both
+  occur (unless all 192 draws agree: probability :math:`0.75^{192} + 0.25^{192} < 10^{-23}`).
+* The LSTM's cell state and the GRU's interpolation :math:`z h_{t-1}` carry memory even with
+  ``weight_hh_l1`` = 0, so their masks are read from a one-step sequence (L = 1, N = 24); the RNNs
+  use L = 6, N = 4. In both, the first layer's output has n = 192 elements (H = 8).
+* Given the mask, the output, h_n, c_n and every gradient follow from the NumPy reference: the
+  first layer, then the mask applied and scaled by 4, then the second layer, then the backward
+  through the same mask (loss: the sum of output and h_n). That is the law checked, under the
+  tolerance table; dropout after the last layer, a different mask in the backward, a scale of
+  1/p, or a dropped h_n would all break it.
+* The fraction of dropped elements is p = 0.75 up to chance: by Hoeffding's inequality,
+  :math:`P(|\hat p - p| \ge t) \le 2e^{-2nt^2}`, so with n = 192 and α = 10⁻⁶ it lies within
+  t = 0.194 of p, in [0.556, 0.944] (see ``rnnspec/statistics.py``). This excludes p and 1 − p
+  being confused (0.25), and no dropout at all (0).
+
+The random draws run under a fixed seed inside ``torch.random.fork_rng``: one build always gives
+the same verdict, no test changes another's stream, and nothing depends on which mask is drawn.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from rnnspec import numpy_reference, statistics
+from rnnspec.comparison import Truth, as_float64
+from rnnspec.module_kinds import MODULES, explicit_module
+from rnnspec.platform import DTYPES
+from rnnspec.recorded import assert_matches_truth
+from rnnspec.runs import build, memoised
+
+KINDS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+P = 0.75  # 1/(1 - p) = 4: exact in every dtype
+HIDDEN = 8
+SEED = 12
+#: (L, N) per kind: the LSTM and GRU carry memory in their second layer, so they take one step.
+LENGTH_AND_BATCH = {"rnn_tanh": (6, 4), "rnn_relu": (6, 4), "lstm": (1, 24), "gru": (1, 24)}
+WARNING = (r"dropout option adds dropout after all but last recurrent layer, so non-zero dropout expects "
+           r"num_layers greater than 1, but got dropout=0\.75 and num_layers=1")
+
+
+def observable_parameters(kind: str) -> dict[str, np.ndarray]:
+    """A first layer with positive weights (so y > 0), a memoryless identity second layer (so the mask shows)."""
+    shapes = numpy_reference.parameter_shapes(kind, HIDDEN, HIDDEN, num_layers=2)
+    rng = np.random.default_rng(SEED)
+    gates = numpy_reference.gate_count(kind)
+    first = {"weight_ih_l0": (0.02, 0.1), "weight_hh_l0": (0.0, 0.05), "bias_ih_l0": (0.0, 0.05),
+             "bias_hh_l0": (0.0, 0.05)}
+    parameters = {name: rng.uniform(*first[name], shapes[name]) for name in first}
+    parameters["weight_ih_l1"] = np.tile((1 - P) * np.eye(HIDDEN), (gates, 1))
+    parameters.update({name: np.zeros(shapes[name]) for name in ("weight_hh_l1", "bias_ih_l1", "bias_hh_l1")})
+    return parameters
+
+
+def observable_input(kind: str) -> np.ndarray:
+    length, batch = LENGTH_AND_BATCH[kind]
+    return np.random.default_rng(SEED + 1).uniform(0.5, 1.5, (length, batch, HIDDEN))
+
+
+@memoised
+def observable_run(kind: str, device: str, dtype: str, *, training: bool) -> dict:
+    """The two-layer module with dropout 0.75, forward and backward (loss Σ output + Σ h_n), seeded."""
+    with torch.random.fork_rng(devices=[]):  # the constructor's default initialisation draws from torch's stream
+        module = build(kind, observable_parameters(kind), device=device, dtype=dtype, num_layers=2, dropout=P)
+    module.train(training)
+    x = torch.tensor(observable_input(kind), dtype=DTYPES[dtype], device=device, requires_grad=True)
+    with statistics.seeded(device, SEED):
+        output, state = module(x)
+    h_n, c_n = state if isinstance(state, tuple) else (state, None)
+    (output.sum() + h_n.sum()).backward()
+    measured = {"output": output, "h_n": h_n, "grad_input": x.grad}
+    if c_n is not None:
+        measured["c_n"] = c_n
+    measured.update({f"grad_{name}": p.grad for name, p in module.named_parameters()})
+    return measured
+
+
+def layer(parameters: dict, index: int) -> dict:
+    """Layer ``index``'s parameters under the names of a one-layer module (``_l{index}`` → ``_l0``)."""
+    suffix = f"_l{index}"
+    return {name.removesuffix(suffix) + "_l0": value for name, value in parameters.items() if name.endswith(suffix)}
+
+
+def masked_truth(kind: str, mask: np.ndarray) -> Truth:
+    """The reference's two-layer run with ``mask`` applied between the layers and scaled by 1/(1 − p)."""
+    parameters, x = observable_parameters(kind), observable_input(kind)
+    first = numpy_reference.forward(kind, layer(parameters, 0), x)
+    second = numpy_reference.forward(kind, layer(parameters, 1), mask * first.output / (1 - P))
+    back_second = numpy_reference.backward(second, grad_output=np.ones_like(second.output),
+                                           grad_h_n=np.ones_like(second.h_n))
+    back_first = numpy_reference.backward(first, grad_output=mask / (1 - P) * back_second["input"],
+                                          grad_h_n=np.ones_like(first.h_n))
+    values = {"output": second.output, "h_n": np.concatenate([first.h_n, second.h_n]),
+              "grad_input": back_first["input"]}
+    if kind == "lstm":
+        values["c_n"] = np.concatenate([first.c_n, second.c_n])
+    values.update({f"grad_{name}": back_first[name] for name in layer(parameters, 0)})
+    values.update({f"grad_{name.removesuffix('_l0')}_l1": back_second[name] for name in layer(parameters, 1)})
+    return Truth(behaviour=f"{kind} dropout between layers (p = 0.75, 2 layers, training)",
+                 law="layer 2 reads m * y1 / (1 - p), m ~ Bernoulli(1 - p) per element; output and h_n are not "
+                     "dropped; the backward uses the same mask",
+                 values=values)
+
+
+def dropped(kind: str, device: str, dtype: str) -> np.ndarray:
+    """The mask's zeros, read from the training output (0 exactly where the inter-layer input was dropped)."""
+    return observable_run(kind, device, dtype, training=True)["output"] == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_training_output_is_the_second_layer_applied_to_the_masked_first_layer(kind, device, dtype, tolerance):
+    """Output, h_n, c_n and all gradients equal the reference run on m·y1/(1 − p), the mask read from the output."""
+    zeros = dropped(kind, device, dtype)
+    config = f"{device}-{dtype}-{kind}"
+    fraction, width = zeros.mean(), statistics.hoeffding_half_width(zeros.size)
+    assert abs(fraction - P) < width, (
+        f"{kind} dropout [{config}]: {zeros.sum()} of {zeros.size} inter-layer elements dropped ({fraction:.3f}); "
+        f"with p = {P} the fraction lies in [{P - width:.3f}, {P + width:.3f}] except with probability "
+        f"{statistics.ALPHA:g} (Hoeffding)")
+    assert_matches_truth(observable_run(kind, device, dtype, training=True), masked_truth(kind, (~zeros).astype(float)),
+                         dtype, tolerance, what="measured", witness=f"the reference with the observed mask, rounded "
+                         f"to {dtype}", config=config)
+
+
+def test_relu_inter_layer_input_is_zero_or_four_times_the_first_layer_output(device, dtype):
+    """The relu RNN's inter-layer input over its first layer's output: exactly 0 or 1/(1 − p) = 4, and both occur."""
+    trained = observable_run("rnn_relu", device, dtype, training=True)["output"]
+    first_layer = observable_run("rnn_relu", device, dtype, training=False)["output"]  # eval: nothing dropped
+    assert (first_layer > 0).all(), (
+        f"relu dropout [{device}-{dtype}-rnn_relu]: {int((first_layer <= 0).sum())} of {first_layer.size} eval-mode "
+        f"outputs are 0; in eval mode nothing is dropped, and they are the first layer's positive outputs / 4")
+    ratios = set(np.unique(trained / first_layer).tolist())
+    assert ratios == {0.0, 4.0}, (
+        f"relu dropout [{device}-{dtype}-rnn_relu]: inter-layer input / first-layer output takes the values "
+        f"{sorted(ratios)}, expected exactly {{0, 4}}\n"
+        f"  law: d = m * y / (1 - p) with p = 0.75, m in {{0, 1}} per element; both values occur except with "
+        f"probability 0.75^192 + 0.25^192 < 1e-23")
+
+
+def general_module(kind: str, device: str, dtype: str, *, layers: int) -> torch.nn.Module:
+    """A module with dropout 0.75 and explicit general weights (input size 3, hidden size 5)."""
+    with warnings.catch_warnings():  # the one-layer warning has a test of its own
+        warnings.simplefilter("ignore", UserWarning)
+        return explicit_module(kind, 3, 5, device=device, dtype=dtype, num_layers=layers, dropout=P)
+
+
+def forward(module: torch.nn.Module, device: str, dtype: str, *, training: bool, dropout: float,
+            seed: int = SEED) -> np.ndarray:
+    """The module's output on explicit input (L = 4, N = 3) in the given mode, with the given dropout and seed."""
+    module.train(training)
+    module.dropout = dropout  # read at every forward: the same weights with and without dropout
+    x = torch.tensor(np.random.default_rng(SEED + 2).uniform(-1, 1, (4, 3, 3)), dtype=DTYPES[dtype], device=device)
+    with torch.no_grad(), statistics.seeded(device, seed):
+        return as_float64(module(x)[0])
+
+
+@memoised
+def inert_runs(kind: str, device: str, dtype: str) -> dict:
+    """Outputs where dropout=0.75 must change nothing, and the same modules' outputs with dropout=0."""
+    two, one = general_module(kind, device, dtype, layers=2), general_module(kind, device, dtype, layers=1)
+    return {
+        "eval": forward(two, device, dtype, training=False, dropout=P),
+        "eval, another seed": forward(two, device, dtype, training=False, dropout=P, seed=SEED + 1),
+        "2 layers without dropout": forward(two, device, dtype, training=True, dropout=0.0),
+        "1 layer in training": forward(one, device, dtype, training=True, dropout=P),
+        "1 layer without dropout": forward(one, device, dtype, training=True, dropout=0.0),
+    }
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_dropout_changes_nothing_in_eval_mode_or_with_one_layer(kind, device, dtype):
+    """eval(): runs under two seeds bitwise equal, and equal to dropout=0; one layer in training: equal to dropout=0."""
+    runs = inert_runs(kind, device, dtype)
+    for (measured, expected), law in (
+            (("eval", "eval, another seed"), "module.eval() disables dropout: the output does not depend on the "
+                                             "random stream"),
+            (("eval", "2 layers without dropout"), "in eval mode dropout is the identity"),
+            (("1 layer in training", "1 layer without dropout"),
+             "dropout acts after every layer but the last, and a single layer is the last")):
+        got, want = runs[measured], runs[expected]
+        assert np.array_equal(got, want), (
+            f"{kind} dropout [{device}-{dtype}-{kind}, p = 0.75]: output ({measured}) differs from output "
+            f"({expected}), max |Δ| {np.max(np.abs(got - want)):.3g}, expected bitwise equality\n  law: {law}")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_one_layer_dropout_warns(kind):
+    """nn.RNN/LSTM/GRU(num_layers=1, dropout=0.75) warns that dropout needs num_layers > 1."""
+    with pytest.warns(UserWarning, match=WARNING), torch.random.fork_rng(devices=[]):
+        MODULES[kind].construct(3, 5, num_layers=1, dropout=P)
