@@ -1,0 +1,365 @@
+"""Deliberately broken PyTorch: a pytest plugin that proves the spec catches broken recurrent layers.
+
+Load it with ``-p rnnspec.breaks`` and choose one break with ``--break NAME``::
+
+    python -m pytest -p rnnspec.breaks --break lstm_gates_swapped --device cpu
+
+Without ``--break`` the plugin does nothing at all. With it, ``torch._VF.rnn_tanh``, ``rnn_relu``,
+``lstm`` and ``gru`` (the functions behind ``nn.RNN``, ``nn.LSTM`` and ``nn.GRU``) are replaced, for
+the whole session, by a pure-torch loop over the time steps (:func:`reference_layers`) that has a
+few hooks; each break fills one hook. Everything is restored at ``pytest_unconfigure``. The loop
+handles everything ``nn.RNN`` / ``nn.LSTM`` / ``nn.GRU`` pass to ``_VF``: padded input seq-first
+or batch-first (unbatched input arrives as a batch of one), packed sequences, any number of layers,
+both directions, LSTM projections and inter-layer dropout. The original also runs first on every
+call (without gradient and without using up random numbers, its result discarded), so that an
+invalid call raises torch's own error. The cells (``nn.RNNCell``, ``nn.LSTMCell``, ``nn.GRUCell``) are not affected.
+With no hook filled (:data:`NO_BREAK`) the loop agrees with the original functions to roundoff in
+float64, forward and backward, and passes the whole spec in every dtype
+(``selftest/test_breaks_are_caught.py``).
+
+The breaks, and the real bug class each one models:
+
+``relu_computes_tanh``
+    ``nn.RNN(nonlinearity='relu')`` computes tanh: a dispatch bug, the wrong kernel chosen for a
+    mode (a ``mode`` string compared wrongly, a kernel table indexed off by one).
+``tanh_computes_relu``
+    ``nn.RNN`` with tanh (the default) computes relu: the same dispatch bug the other way round.
+``lstm_gates_swapped``
+    the LSTM reads rows 0:H of its weights and biases as the forget gate and rows H:2H as the
+    input gate (the documented order is i, f, g, o): a gate-layout bug, as when weights are
+    repacked for a vendor library (cuDNN, MKL-DNN, MIOpen) whose gate order differs.
+``gru_reset_before``
+    the GRU applies the reset gate before the recurrent matrix,
+    ``n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)`` (Cho et al., 2014), instead of PyTorch's
+    documented reset-after ``n = tanh(W_in x + b_in + r * (W_hn h + b_hn))``: an implementation
+    that follows the paper (or another framework) instead of the documented formula.
+``bias_hh_ignored``
+    ``bias_hh`` contributes nothing (multiplied by 0, so it stays in the graph and its gradient is
+    0): a dropped term, as in a fused kernel that adds one bias vector only.
+``hidden_gradient_scaled_0_9``
+    the gradient flowing from h_t back to h_(t-1) (and c_t to c_(t-1)) is multiplied by 0.9, the
+    forward is unchanged: a wrong backward formula in the recurrent path, invisible to any
+    forward-only test.
+``hidden_state_detached``
+    the state carried from one step to the next is detached, so no gradient crosses a step (BPTT
+    truncated to one step), the forward is unchanged: a stray ``.detach()`` / ``no_grad`` in the
+    time loop.
+``gradient_perturbed_1e-4``
+    every parameter, input and initial-state gradient is multiplied by 1 + 1e-4, the forward is
+    unchanged: a small numerical error in a backward kernel (a wrong accumulation, a lost
+    correction term), which only a tolerance tighter than 1e-4 can see.
+``recurrence_drops_w_hh``
+    the ``W_hh h_(t-1)`` term is missing from the forward (``W_hh`` multiplied by 0, its gradient
+    is 0; ``b_hh`` stays): the layer no longer recurs, like a kernel that passes a zero state.
+
+For the suite's own tests, :data:`NO_BREAK` is the loop with no hook filled (it must agree with
+the original ``_VF`` functions to roundoff) and :func:`patched` installs any break for a ``with``
+block.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+#: The layer kinds, named as in ``rnnspec.runs.LAYERS``; each is the ``torch._VF`` function it replaces.
+KINDS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+
+#: How many calls of each kind the reference loop computed (calls of an unknown form go to the original).
+handled: collections.Counter[str] = collections.Counter()
+
+
+class _ScaleGradient(torch.autograd.Function):
+    """The identity forward; the backward multiplies the incoming gradient by ``factor``."""
+
+    @staticmethod
+    def forward(ctx, tensor, factor):
+        ctx.factor = factor
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.factor, None
+
+
+def scale_gradient(factor: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda tensor: _ScaleGradient.apply(tensor, factor)
+
+
+Weights = dict[str, torch.Tensor | None]  # w_ih, w_hh, b_ih, b_hh (None without bias)
+
+
+@dataclass(frozen=True)
+class Break:
+    """One way of computing a recurrent layer wrongly: the reference loop with one hook filled.
+
+    Every hook applies to the layer kinds in ``kinds`` only.
+    """
+
+    name: str
+    models: str  # the real bug class, one line
+    kinds: tuple[str, ...] = KINDS
+    nonlinearity: Callable[[torch.Tensor], torch.Tensor] | None = None  # the RNN's phi
+    weights: Callable[[str, int, Weights], Weights] | None = None  # (kind, hidden size, weights) -> weights
+    reset_before: bool = False  # GRU: W_hn (r * h) + b_hn instead of r * (W_hn h + b_hn)
+    carry: Callable[[torch.Tensor], torch.Tensor] | None = None  # the state passed from step t to t+1
+    entry: Callable[[torch.Tensor], torch.Tensor] | None = None  # every input, initial state and weight
+
+    def applies_to(self, kind: str) -> bool:
+        return kind in self.kinds
+
+
+def _swap_input_and_forget_gates(kind: str, hidden: int, weights: Weights) -> Weights:
+    """Rows H:2H first, then 0:H, then 2H:4H, in every LSTM weight and bias (not the projection)."""
+    def swapped(tensor):
+        return None if tensor is None else torch.cat([tensor[hidden:2 * hidden], tensor[:hidden], tensor[2 * hidden:]])
+    return {name: swapped(tensor) for name, tensor in weights.items()}
+
+
+def _zero(name: str) -> Callable[[str, int, Weights], Weights]:
+    """``weights[name]`` multiplied by 0: the term vanishes, the parameter stays in the graph (gradient 0)."""
+    def hook(kind: str, hidden: int, weights: Weights) -> Weights:
+        return {**weights, name: None if weights[name] is None else weights[name] * 0}
+    return hook
+
+
+#: The loop with no hook: the correct layers, for checking the loop against the originals.
+NO_BREAK = Break("none", "nothing: the reference loop as PyTorch documents the layers")
+
+#: The breaks ``--break`` offers, by name.
+BREAKS: dict[str, Break] = {b.name: b for b in (
+    Break("relu_computes_tanh", "dispatch bug: the relu RNN runs the tanh kernel",
+          kinds=("rnn_relu",), nonlinearity=torch.tanh),
+    Break("tanh_computes_relu", "dispatch bug: the tanh RNN runs the relu kernel",
+          kinds=("rnn_tanh",), nonlinearity=torch.relu),
+    Break("lstm_gates_swapped", "gate-layout bug: LSTM input and forget gate rows swapped",
+          kinds=("lstm",), weights=_swap_input_and_forget_gates),
+    Break("gru_reset_before", "formula bug: GRU reset gate applied before W_hn (the paper's form)",
+          kinds=("gru",), reset_before=True),
+    Break("bias_hh_ignored", "dropped term: bias_hh contributes nothing (its gradient is 0)",
+          weights=_zero("b_hh")),
+    Break("hidden_gradient_scaled_0_9", "backward bug: the recurrent gradient is scaled by 0.9 per step",
+          carry=scale_gradient(0.9)),
+    Break("hidden_state_detached", "backward bug: the carried state is detached (BPTT of one step)",
+          carry=torch.Tensor.detach),
+    Break("gradient_perturbed_1e-4", "numerical bug: every gradient is 1e-4 relative too large",
+          entry=scale_gradient(1 + 1e-4)),
+    Break("recurrence_drops_w_hh", "dropped term: W_hh h_(t-1) is missing from the forward",
+          weights=_zero("w_hh")),
+)}
+
+
+# ----------------------------------------------------------------------------------------------
+# The reference loop
+# ----------------------------------------------------------------------------------------------
+
+
+#: Input dtypes the loop computes in float32, rounding only its results: see :func:`reference_layers`.
+COMPUTED_IN_FLOAT32 = (torch.bfloat16, torch.float16)
+
+
+def _direction(kind: str, brk: Break, steps: list[torch.Tensor], h: torch.Tensor, c: torch.Tensor | None,
+               weights: Weights, w_hr: torch.Tensor | None, hidden: int, reverse: bool):
+    """One layer in one direction (its weights as the break has them): every step's output, h_n and c_n.
+
+    ``steps[t]`` is step t's input term W_ih x_t + b_ih for the sequences still running at t: the
+    first ``len(steps[t])`` rows of the batch (packed sequences are sorted longest first). The
+    other rows keep their state, so each sequence's h_n is its state after its own last step.
+    """
+    active = brk.applies_to(kind)
+    w_hh, b_hh = weights["w_hh"], weights["b_hh"]
+    outputs: list[torch.Tensor | None] = [None] * len(steps)
+    for position, t in enumerate(range(len(steps) - 1, -1, -1) if reverse else range(len(steps))):
+        if position > 0 and active and brk.carry is not None:
+            h = brk.carry(h)
+            c = None if c is None else brk.carry(c)
+        x_part = steps[t]
+        running = x_part.shape[0]
+        h_prev = h[:running]
+        if kind in ("rnn_tanh", "rnn_relu"):
+            phi = brk.nonlinearity if active and brk.nonlinearity is not None else \
+                (torch.tanh if kind == "rnn_tanh" else torch.relu)
+            h_new = phi(x_part + F.linear(h_prev, w_hh, b_hh))
+        elif kind == "lstm":
+            i, f, g, o = (x_part + F.linear(h_prev, w_hh, b_hh)).chunk(4, dim=-1)
+            c_new = torch.sigmoid(f) * c[:running] + torch.sigmoid(i) * torch.tanh(g)
+            h_new = torch.sigmoid(o) * torch.tanh(c_new)
+            if w_hr is not None:
+                h_new = F.linear(h_new, w_hr)
+            c = c_new if running == c.shape[0] else torch.cat([c_new, c[running:]])
+        else:  # gru
+            x_r, x_z, x_n = x_part.chunk(3, dim=-1)
+            if active and brk.reset_before:
+                h_r, h_z = F.linear(h_prev, w_hh[:2 * hidden], None if b_hh is None else b_hh[:2 * hidden]).chunk(2, -1)
+                r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+                n = torch.tanh(x_n + F.linear(r * h_prev, w_hh[2 * hidden:], None if b_hh is None else b_hh[2 * hidden:]))
+            else:
+                h_r, h_z, h_n = F.linear(h_prev, w_hh, b_hh).chunk(3, dim=-1)
+                r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+                n = torch.tanh(x_n + r * h_n)
+            h_new = (1 - z) * n + z * h_prev
+        outputs[t] = h_new
+        h = h_new if running == h.shape[0] else torch.cat([h_new, h[running:]])
+    return outputs, h, c
+
+
+def reference_layers(kind: str, brk: Break, input, hx, weights, has_biases, num_layers, dropout, training,
+                     bidirectional, batch_first=False, batch_sizes=None):
+    """What ``torch._VF.<kind>`` returns, computed step by step with ``brk``'s hooks.
+
+    ``input`` is padded, (L, N, I) or (N, L, I) with ``batch_first``, or the data (sum of
+    ``batch_sizes``, I) of a packed sequence. As in torch, each layer's output is rounded to the
+    input's dtype, and inter-layer dropout (training mode) is ``torch.dropout`` on that output, so
+    with the same random state it drops what torch drops on CPU. bfloat16 and float16 layers are
+    computed in float32 and only their results are rounded, as fused kernels do (oneDNN on CPU,
+    cuDNN): rounding every operation to 8 significant bits moves the 20-step LSTM's input gradient
+    6 % from the truth, beyond bfloat16's tolerance, and the loop with no break must pass the spec
+    in every dtype. float32 and float64 are computed as they come.
+    """
+    directions = 2 if bidirectional else 1
+    per_direction = len(weights) // (num_layers * directions)
+    h0, c0 = hx if kind == "lstm" else (hx, None)
+    x = input.transpose(0, 1) if batch_first and batch_sizes is None else input
+    if brk.applies_to(kind) and brk.entry is not None:
+        x, h0 = brk.entry(x), brk.entry(h0)
+        c0 = None if c0 is None else brk.entry(c0)
+        weights = [brk.entry(w) for w in weights]
+    dtype = input.dtype
+    compute = (lambda t: None if t is None else t.float()) if dtype in COMPUTED_IN_FLOAT32 else (lambda t: t)
+    sizes = None if batch_sizes is None else [int(size) for size in batch_sizes]
+    h_n, c_n = [], []
+    for layer in range(num_layers):
+        outputs = []
+        for direction in range(directions):
+            index = layer * directions + direction
+            w = [compute(t) for t in weights[index * per_direction:(index + 1) * per_direction]]
+            w_hr = w[-1] if kind == "lstm" and per_direction in (3, 5) else None  # proj_size > 0
+            named = {"w_ih": w[0], "w_hh": w[1], "b_ih": w[2] if has_biases else None,
+                     "b_hh": w[3] if has_biases else None}
+            hidden = w[1].shape[0] // {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}[kind]
+            if brk.applies_to(kind) and brk.weights is not None:
+                named = brk.weights(kind, hidden, named)
+            steps = _split_steps(F.linear(compute(x), named["w_ih"], named["b_ih"]), sizes)  # all input terms at once
+            output, h, c = _direction(kind, brk, steps, compute(h0[index]),
+                                      None if c0 is None else compute(c0[index]), named, w_hr, hidden,
+                                      reverse=direction == 1)
+            outputs.append(output)
+            h_n.append(h.to(dtype))
+            c_n.append(None if c is None else c.to(dtype))
+        per_step = [torch.cat(parts, dim=-1) for parts in zip(*outputs)] if directions == 2 else outputs[0]
+        x = (torch.cat(per_step) if sizes is not None else torch.stack(per_step)).to(dtype)
+        if dropout > 0 and training and layer < num_layers - 1:
+            x = torch.dropout(x, dropout, True)
+    output = x.transpose(0, 1) if batch_first and batch_sizes is None else x
+    if kind == "lstm":
+        return output, torch.stack(h_n), torch.stack(c_n)
+    return output, torch.stack(h_n)
+
+
+def _split_steps(terms: torch.Tensor, sizes: list[int] | None) -> list[torch.Tensor]:
+    """Per-step rows of a padded (L, N, ·) tensor, or of packed data (sum of sizes, ·)."""
+    if sizes is None:
+        return list(terms.unbind(0))
+    return list(terms.split(sizes))
+
+
+def _preserving_random_state(device: torch.device) -> contextlib.AbstractContextManager:
+    """Restore the random state of the CPU (and of ``device``'s accelerator) afterwards."""
+    module = getattr(torch, device.type, None)
+    if device.type == "cpu" or not hasattr(module, "get_rng_state") or not module.is_available():
+        return torch.random.fork_rng(devices=[])
+    return torch.random.fork_rng(devices=[device.index or 0], device_type=device.type)
+
+
+def _replacement(kind: str, brk: Break, original: Callable) -> Callable:
+    def layer(*args, **kwargs):
+        # Padded input: (input, hx, weights, has_biases: bool, layers, dropout, train, bidirectional, batch_first);
+        # packed: (data, batch_sizes, hx, weights, has_biases: bool, layers, dropout, train, bidirectional).
+        if kwargs or len(args) != 9 or not (isinstance(args[3], bool) or isinstance(args[4], bool)):
+            return original(*args, **kwargs)
+        # The original's argument checks first, so that every error is torch's own, word for word;
+        # without gradient, and without using up random numbers its dropout would draw.
+        with torch.no_grad(), _preserving_random_state(args[0].device):
+            original(*args)
+        handled[kind] += 1
+        if isinstance(args[3], bool):
+            return reference_layers(kind, brk, *args)
+        data, batch_sizes, hx, weights, has_biases, num_layers, dropout, training, bidirectional = args
+        return reference_layers(kind, brk, data, hx, weights, has_biases, num_layers, dropout, training,
+                                bidirectional, batch_sizes=batch_sizes)
+    layer.__name__ = layer.__qualname__ = f"{kind}_{brk.name}"
+    return layer
+
+
+_MISSING = object()
+
+
+def install(brk: Break) -> Callable[[], None]:
+    """Replace ``torch._VF``'s layer functions by the loop with ``brk``; return the function that restores them."""
+    vf = torch._VF  # the module object torch/nn/modules/rnn.py calls through
+    saved = {kind: vf.__dict__.get(kind, _MISSING) for kind in KINDS}
+    for kind in KINDS:
+        setattr(vf, kind, _replacement(kind, brk, getattr(vf, kind)))
+
+    def restore() -> None:
+        for kind, value in saved.items():
+            if value is _MISSING:
+                vars(vf).pop(kind, None)  # falls back to torch._C._VariableFunctions again
+            else:
+                setattr(vf, kind, value)
+    return restore
+
+
+@contextlib.contextmanager
+def patched(brk: Break) -> Iterator[Break]:
+    """``brk`` installed for the ``with`` block, restored afterwards whatever happens."""
+    restore = install(brk)
+    try:
+        yield brk
+    finally:
+        restore()
+
+
+# ----------------------------------------------------------------------------------------------
+# The pytest plugin
+# ----------------------------------------------------------------------------------------------
+
+_RESTORE = pytest.StashKey[Callable[[], None]]()
+_ACTIVE = pytest.StashKey[Break]()
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("rnn-spec-breaks", "deliberately broken PyTorch (rnnspec.breaks)")
+    group.addoption("--break", dest="rnnspec_break", default=None, metavar="NAME",
+                    help=f"run the whole session with torch's recurrent layers broken in one way: "
+                         f"{', '.join(BREAKS)}")
+
+
+def pytest_configure(config):
+    name = config.getoption("rnnspec_break")
+    if name is None:
+        return
+    if name not in BREAKS:
+        raise pytest.UsageError(f"--break: unknown break {name!r}; choose from {', '.join(BREAKS)}")
+    config.stash[_ACTIVE] = BREAKS[name]
+    config.stash[_RESTORE] = install(BREAKS[name])
+
+
+def pytest_unconfigure(config):
+    restore = config.stash.get(_RESTORE, None)
+    if restore is not None:
+        restore()
+        del config.stash[_RESTORE]
+
+
+def pytest_report_header(config):
+    brk = config.stash.get(_ACTIVE, None)
+    if brk is not None:
+        return [f"rnn-spec: --break {brk.name}: torch is broken on purpose ({brk.models})"]
+    return None
