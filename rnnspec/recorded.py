@@ -12,21 +12,62 @@ File layout: ``fixtures/<spec module>/<record>-<dtype>.npz``, one array per quan
 ``dtype`` tag (pytest-regressions alone would accept a float64 result against a float32 record).
 A fixture never depends on the device: it is recorded on CPU and checked on every device.
 Files are read with ``allow_pickle=False``: a fixture is never unpickled.
+
+Error figures. When the report plugin asks for them (``--spec-report``, or a recording run; see
+``rnnspec/report.py``), every comparison the check makes also leaves figures for the report, per
+compared tensor: the maximum absolute error, the maximum relative error, the maximum distance in
+units in the last place (ULP) of the dtype under test, the share of the tolerance used and the
+number of elements that differ (:func:`error_figures`). The figures never decide anything: the
+checks and their messages are the same with or without them.
+
+ULP distance, defined for float64, float32, float16 and bfloat16. Number the values a format can
+hold in order, each value once, with +0 and -0 as the single point 0: the k-th value above zero
+is k, the k-th below zero is -k (:func:`ordinals`; for IEEE formats this is the bit pattern read
+as sign and magnitude; bfloat16 is float32's upper 16 bits, so its number is the float32 pattern
+shifted right by 16). The ULP distance of a and b is |ord(a) - ord(b)|: consecutive values are 1
+apart (1.0 and 1 + 2^-23 in float32; 65504 and 65472 in float16), the smallest subnormal and its
+negative are 2 apart. Values are rounded to the format first, which changes nothing for the
+three witnesses compared here (measured and recorded values are members of the format, the
+truth is held rounded to it). Special values, explicitly:
+
+* two NaNs are 0 apart (the spec counts NaN equal to NaN); NaN against any number is ``inf``;
+* equal infinities are 0 apart; an infinity against anything else is ``inf`` (an overflow is not
+  "one step" from the largest finite number, whatever the bit patterns say);
+* +0 and -0 are 0 apart.
+
+The relative error is |a - b| / |b|, b being the witness compared against (the truth or the
+fixture); where b = 0 it is 0 if a = 0, else ``inf``. The same rules for NaN and infinities hold
+for the absolute and relative errors. Non-finite figures are written as the string ``"inf"``
+(JSON has no infinity).
 """
 
 from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rnnspec.comparison import Tolerance, Truth, as_float64, assert_agrees
+from rnnspec.comparison import Tolerance, Truth, as_float64, assert_agrees, round_to_dtype
 
 DTYPE_TAG = "dtype"
 CLAIMS = pytest.StashKey[dict]()  # fixture path -> the one test that owns it
+
+#: Set by the report plugin (rnnspec/report.py) when it wants error figures: off by default, so a
+#: plain run spends no time on them.
+FIGURES_WANTED = pytest.StashKey[bool]()
+#: Per test item: the comparisons SpecCheck made, with their figures (JSON-ready dicts).
+COMPARISONS = pytest.StashKey[list]()
+#: Per test item: the fixture files (paths relative to the rootdir) it wrote in a recording run.
+RECORDED = pytest.StashKey[list]()
+#: How a non-finite figure is written (JSON has no infinity).
+INF = "inf"
+#: What reading a damaged .npz raises (truncated, flipped bytes, a pickled array): each becomes a
+#: failure that names the file and the fix, never a bare traceback.
+UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError)
 
 
 def fixture_basename(record: str, dtype: str) -> str:
@@ -37,13 +78,18 @@ def record_command(nodeid: str) -> str:
     return f"pytest --regen-all --device cpu '{nodeid}'"
 
 
+def read_fixture(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of one fixture file, never unpickled; raises one of :data:`UNREADABLE` if damaged."""
+    with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
+
+
 def load_fixture(path: Path) -> dict[str, np.ndarray]:
     """The arrays of one fixture file, or a failure that says what is wrong and how to fix it."""
     __tracebackhide__ = True
     try:
-        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
-            return {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        return read_fixture(path)
+    except UNREADABLE as error:
         path = Path(os.path.relpath(path))
         pytest.fail(
             f"fixture {path} is unreadable ({type(error).__name__}: {error}).\n"
@@ -103,17 +149,20 @@ class SpecCheck:
         __tracebackhide__ = True
         measured = {key: as_float64(value) for key, value in measured.items()}
         truth = self.truth(record)
-        assert_matches_truth(measured, truth, self.dtype, self.tolerance, what="measured",
-                             witness=f"the truth in float64 rounded to {self.dtype}", config=self.config)
-
         basename = fixture_basename(record, self.dtype)
         path = self.folder / f"{basename}.npz"
         shown = path.relative_to(self.request.config.rootpath) if path.is_relative_to(self.request.config.rootpath) else path
+        regenerating = self.request.config.getoption("regen_all") or self.request.config.getoption("force_regen")
+        if self.request.config.stash.get(FIGURES_WANTED, False):
+            self._leave_figures(measured, truth, record, path, shown, regenerating)
+
+        assert_matches_truth(measured, truth, self.dtype, self.tolerance, what="measured",
+                             witness=f"the truth in float64 rounded to {self.dtype}", config=self.config)
+
         owner = self.request.config.stash.setdefault(CLAIMS, {}).setdefault(path, self.request.node.nodeid)
         if owner != self.request.node.nodeid:
             raise LookupError(f"fixture {shown} is claimed by two tests, {owner} and {self.request.node.nodeid}: "
                               f"give each its own record name")
-        regenerating = self.request.config.getoption("regen_all") or self.request.config.getoption("force_regen")
         if regenerating and self.device != "cpu":
             pytest.fail(f"fixtures are recorded on CPU only; rerun the regeneration with --device cpu ({shown})",
                         pytrace=False)
@@ -131,6 +180,7 @@ class SpecCheck:
 
         tolerances = {key: _as_isclose(truth.tolerance_for(key, self.tolerance)) for key in measured}
         tolerances[DTYPE_TAG] = {}
+        before = _file_state(path) if regenerating else None
         try:
             self.ndarrays_regression.check({**measured, DTYPE_TAG: np.array(self.dtype)},
                                            basename=basename, tolerances=tolerances)
@@ -139,6 +189,128 @@ class SpecCheck:
                 f"{truth.behaviour}: measured values drifted from the recorded fixture {shown} "
                 f"[{self.config}], tolerance {self.tolerance}\n{error}"
             ) from None
+        finally:
+            if regenerating and _file_state(path) not in (before, None):  # written by this check
+                self.request.node.stash.setdefault(RECORDED, []).append(str(shown))
+
+    def _leave_figures(self, measured: dict[str, np.ndarray], truth: Truth, record: str, path: Path, shown,
+                       regenerating: bool) -> None:
+        """Hand the report every comparison's error figures, before any check can fail.
+
+        The fixture is read here without failing (an unreadable or mistagged file has no figures;
+        the check below fails on it with its message). In a recording run the fixture is the file
+        about to be replaced: its figures say how far the new recording moves from it.
+        """
+        try:
+            recorded = read_fixture(path)
+            tag = str(recorded.pop(DTYPE_TAG, "(none)"))
+            if tag != self.dtype:
+                recorded = None
+        except UNREADABLE:
+            recorded = None
+        expected = truth.in_dtype(self.dtype)
+        tensors = {}
+        for key in expected:
+            tolerance = truth.tolerance_for(key, self.tolerance)
+            ours = measured.get(key)
+            theirs = None if recorded is None else recorded.get(key)
+            tensors[key] = {
+                "shape": list(np.shape(expected[key])),
+                "tolerance": {"rtol": tolerance.rtol, "atol": tolerance.atol,
+                              "elementwise_relative": key in truth.relative},
+                "against_reference": None if ours is None else
+                error_figures(ours, expected[key], self.dtype, tolerance),
+                "against_fixture": None if ours is None or theirs is None else
+                error_figures(ours, theirs, self.dtype, tolerance),
+                "fixture_against_reference": None if theirs is None else
+                error_figures(theirs, expected[key], self.dtype, tolerance),
+            }
+        self.request.node.stash.setdefault(COMPARISONS, []).append({
+            "record": record,
+            "fixture": str(shown),
+            "fixture_readable": recorded is not None,
+            "truth": truth.behaviour,
+            "law": truth.law,
+            "recording": bool(regenerating),
+            "tensors": tensors,
+        })
+
+
+def ordinals(values, dtype: str) -> np.ndarray:
+    """Each finite value's number on ``dtype``'s number line (int64): consecutive values of the
+    format differ by 1, +0 and -0 are both 0 (see the module docstring). Non-finite values give 0:
+    the caller treats them apart."""
+    storage, signed, shift = FORMATS[dtype]
+    rounded = round_to_dtype(np.where(np.isfinite(values), values, 0.0), dtype)
+    bits = rounded.astype(storage).view(signed).astype(np.int64)
+    magnitude = (bits & np.int64(np.iinfo(signed).max)) >> np.int64(shift)
+    return np.where(bits < 0, -magnitude, magnitude)
+
+
+def ulp_distances(a, b, dtype: str) -> np.ndarray:
+    """|ord(a) - ord(b)| elementwise, as uint64 (no overflow across zero in float64); finite values only."""
+    first, second = ordinals(a, dtype), ordinals(b, dtype)
+    same_side = (first >= 0) == (second >= 0)
+    apart = np.abs(first).astype(np.uint64) + np.abs(second).astype(np.uint64)
+    return np.where(same_side, np.abs(first - second).astype(np.uint64), apart)
+
+
+def error_figures(actual, expected, dtype: str, tolerance: Tolerance | None = None) -> dict:
+    """How far ``actual`` lies from ``expected`` (the witness), in the figures the report shows.
+
+    ``max_abs``, ``max_rel`` (relative to ``expected``), ``max_ulp`` (in ``dtype``),
+    ``tolerance_used`` (max |a - b| / (atol + rtol |b|) under ``tolerance``: at most 1 passes) and
+    ``differing`` (how many elements are not equal). Non-finite figures are :data:`INF`.
+    """
+    a, b = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    if a.shape != b.shape:
+        return {"max_abs": INF, "max_rel": INF, "max_ulp": INF, "tolerance_used": INF,
+                "differing": int(max(a.size, b.size)), "note": f"shape {a.shape} against {b.shape}"}
+    with np.errstate(all="ignore"):
+        same = (a == b) | (np.isnan(a) & np.isnan(b))  # equal infinities and +0 == -0 included
+        finite = np.isfinite(a) & np.isfinite(b)
+        apart = ~same
+        error = np.where(finite, np.abs(a - b), np.inf)[apart]
+        scale = np.abs(b)[apart]
+        measurable = np.isfinite(error)  # then the witness is finite too
+        relative = np.where(measurable & (scale > 0), error / scale, np.inf)
+        figures = {
+            "max_abs": _figure(error.max(initial=0.0)),
+            "max_rel": _figure(relative.max(initial=0.0)),
+            "max_ulp": INF if not finite[apart].all() else int(ulp_distances(a[apart], b[apart], dtype).max(initial=0)),
+            "tolerance_used": None,
+            "differing": int(apart.sum()),
+        }
+        if tolerance is not None:
+            allowed = tolerance.atol + tolerance.rtol * scale
+            used = np.where(measurable & (allowed > 0), error / allowed, np.inf)
+            figures["tolerance_used"] = _figure(used.max(initial=0.0))
+        else:
+            del figures["tolerance_used"]
+    return figures
+
+
+def _figure(value) -> float | str:
+    value = float(value)
+    return value if np.isfinite(value) else INF
+
+
+def _file_state(path: Path):
+    """What tells whether a file was (re)written: its modification time and size, or None if absent."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+#: dtype -> (NumPy storage type, its signed integer view, bits to drop): bfloat16 is float32's upper half.
+FORMATS = {
+    "float64": (np.float64, np.int64, 0),
+    "float32": (np.float32, np.int32, 0),
+    "float16": (np.float16, np.int16, 0),
+    "bfloat16": (np.float32, np.int32, 16),
+}
 
 
 def _as_isclose(tolerance: Tolerance) -> dict[str, float]:

@@ -4,7 +4,12 @@ A fixture records what torch computed on the machine that recorded it. This modu
 file under ``fixtures/`` and checks each recorded tensor against the truth its chapter declares in
 ``TRUTHS`` (closed form or NumPy reference, rounded to the file's dtype) under the tolerance
 table: fixtures regenerated from a broken PyTorch fail here even if no chapter runs. A file that
-no chapter declares (an orphan) fails with the fix; so does a declared record without its file.
+no chapter declares (an orphan) fails with the fix; so does a declared record without its file, a
+stray file that is not a fixture (a leftover ``.obtained.npz``, a ``.npy``), and fixture files that
+are not as a recording run left them (``fixtures/PROVENANCE.json`` names none for them, or its
+digest of their chapter differs: copied in, edited or deleted by hand). A truncated
+or unreadable file, or one whose dtype tag contradicts its name, fails with the fix
+(``rnnspec.recorded.load_record``). ``selftest/test_report.py`` adds the fixtures no test uses.
 """
 
 import importlib
@@ -12,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from rnnspec import provenance
 from rnnspec.platform import DTYPES
 from rnnspec.recorded import assert_matches_truth, fixture_basename, load_record
+from rnnspec.reporting import CHANGES
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = sorted((ROOT / "fixtures").glob("*/*.npz"))
@@ -48,3 +55,27 @@ def test_every_declared_truth_has_a_fixture_for_every_dtype(chapter):
                if not (ROOT / "fixtures" / chapter / f"{fixture_basename(record, dtype)}.npz").is_file()]
     assert not missing, (f"spec/{chapter}.py declares records without fixtures: {missing}; "
                          f"record them with: pytest --regen-all --device cpu spec/{chapter}.py")
+
+
+def test_fixtures_folder_holds_only_fixture_files():
+    """Under fixtures/ live only <chapter>/<record>-<dtype>.npz files, PROVENANCE.json and CHANGES.md."""
+    allowed = {provenance.FILE, CHANGES}
+    stray = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "fixtures").rglob("*")
+                   if path.is_file() and path.relative_to(ROOT / "fixtures").as_posix() not in allowed
+                   and not (path.suffix == ".npz" and path.parent.parent == ROOT / "fixtures"
+                            and not path.name.endswith(".obtained.npz")))
+    assert not stray, (f"stray files under fixtures/, not fixtures of any chapter: {stray}; delete them "
+                       f"(git rm, or rm for untracked leftovers such as *.obtained.npz)")
+
+
+def test_every_fixture_file_is_as_its_recording_left_it():
+    """fixtures/PROVENANCE.json names the torch that recorded every fixture file, and the files match its digests."""
+    try:
+        document = provenance.read(ROOT / "fixtures")
+    except provenance.ProvenanceError as error:
+        pytest.fail(str(error), pytrace=False)
+    assert document is not None, ("fixtures/PROVENANCE.json is missing; restore it from git "
+                                  "(git checkout -- fixtures/PROVENANCE.json) or re-record the fixtures on CPU "
+                                  "with --regen-all, which writes it")
+    problems = provenance.problems(document, ROOT / "fixtures")
+    assert not problems, "fixtures not as a recording run left them:\n  " + "\n  ".join(problems)

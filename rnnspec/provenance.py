@@ -1,0 +1,201 @@
+"""Provenance of the recorded fixtures: which torch, NumPy, platform and numerics flags recorded them.
+
+``fixtures/PROVENANCE.json`` is small and meant to be read in review. It lists *baselines*, each
+one environment that recorded fixtures, with the files it recorded, one line each, and the first
+16 hex digits of each file's sha256 as the recording wrote it::
+
+    {
+      "format": "rnn-spec-provenance/1",
+      "baselines": [
+        {
+          "torch": "2.13.0+cpu", "torch_git": "…", "numpy": "2.4.6", "python": "3.11.7",
+          "system": "Linux", "machine": "x86_64", "cpu_capability": "AVX512",
+          "numerics": {"cudnn.allow_tf32": false, "cuda.matmul.allow_tf32": false, …},
+          "how": "recorded by pytest --regen-all", "recorded_on": "2026-11-28",
+          "fixtures": {
+            "test_01_forward_values": {
+              "relu_rnn_one_step-bfloat16.npz": "3f2a9c1b0d4e5f60",
+              …
+            }
+          }
+        }
+      ]
+    }
+
+A re-recording moves each file it wrote to its own baseline, so ``git diff`` of this file shows
+which files a recording changed (their digests) and which torch recorded them. A fixture that no
+recording run wrote (copied in) or that changed since (edited by hand) is found by
+:func:`problems`, which ``selftest/test_fixtures_against_truth.py`` runs, each with the fix.
+
+The file is rewritten only by a recording run (``--regen-all`` or ``--force-regen``, on CPU), at
+the end of the session, for the chapters whose files that run wrote (rnnspec/report.py calls
+:func:`update`); a normal run only reads it, for the report header.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import platform as _platform
+from pathlib import Path
+
+FILE = "PROVENANCE.json"
+FORMAT = "rnn-spec-provenance/1"
+ABOUT = ("Which environment recorded the fixtures in this folder. Rewritten by recording runs "
+         "(pytest --regen-all --device cpu), never by a normal run: see README, 'Upgrade gate'.")
+#: The fields that tell two environments apart (a baseline is one value of these).
+IDENTITY = ("torch", "torch_git", "numpy", "python", "system", "machine", "cpu_capability", "numerics")
+
+
+class ProvenanceError(ValueError):
+    """PROVENANCE.json is unreadable or not in the expected format."""
+
+
+def environment() -> dict:
+    """This process's recording environment, with the numerics flags each test runs under."""
+    import numpy
+    import torch
+
+    from rnnspec import platform
+
+    with platform.pinned_numerics():  # the flags in force inside a test (conftest pins them per test)
+        flags = {name: _plain(value) for name, value in platform.numerics_flags().items()}
+    return {
+        "torch": torch.__version__,
+        "torch_git": getattr(torch.version, "git_version", None),
+        "numpy": numpy.__version__,
+        "python": _platform.python_version(),
+        "system": _platform.system(),
+        "machine": _platform.machine(),
+        "cpu_capability": _cpu_capability(torch),
+        "numerics": flags,
+    }
+
+
+def describe_baseline(baseline: dict) -> str:
+    """One line, e.g. ``torch 2.13.0+cpu (numpy 2.4.6, Linux x86_64, AVX512; recorded 2026-11-28: 24 files in
+    6 chapters)``."""
+    details = [f"numpy {baseline.get('numpy')}", f"{baseline.get('system')} {baseline.get('machine')}"]
+    if baseline.get("cpu_capability"):
+        details.append(str(baseline["cpu_capability"]))
+    how = "declared" if str(baseline.get("how", "")).startswith("declared") else "recorded"
+    chapters = baseline.get("fixtures", {})
+    files = sum(len(names) for names in chapters.values())
+    return (f"torch {baseline.get('torch')} ({', '.join(details)}; {how} {baseline.get('recorded_on', '')}: "
+            f"{files} files in {len(chapters)} chapters)")
+
+
+def read(folder: Path) -> dict | None:
+    """The provenance document of ``folder`` (fixtures/), None when there is none."""
+    path = Path(folder) / FILE
+    if not path.is_file():
+        return None
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ProvenanceError(f"{path} is unreadable ({error}); restore it from git (git checkout -- {path})") from None
+    if not isinstance(document, dict) or document.get("format") != FORMAT:
+        raise ProvenanceError(f"{path} is not a {FORMAT} document; restore it from git (git checkout -- {path})")
+    return document
+
+
+def owners(document: dict | None) -> dict[str, tuple[int, str]]:
+    """``chapter/file.npz`` -> (index of the baseline that recorded it, the file's digest then)."""
+    owned: dict[str, tuple[int, str]] = {}
+    for index, baseline in enumerate((document or {}).get("baselines", [])):
+        for chapter, files in baseline.get("fixtures", {}).items():
+            owned.update({f"{chapter}/{name}": (index, digest) for name, digest in files.items()})
+    return owned
+
+
+def file_digest(path: Path) -> str:
+    """The first 16 hex digits of the file's sha256: enough to tell a changed file."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def update(folder: Path, recorded: list[str], env: dict | None = None, *, today: str | None = None,
+           how: str = "recorded by pytest --regen-all") -> dict:
+    """Name this environment's baseline as the recorder of the ``recorded`` files (``chapter/file.npz``,
+    with their digests now) and rewrite PROVENANCE.json. Entries of files that no longer exist are
+    dropped; every other entry stays as it is. Returns the new document."""
+    folder = Path(folder)
+    env = environment() if env is None else env
+    document = read(folder) or {"format": FORMAT, "baselines": []}
+    baselines = document.get("baselines", [])
+    identity = {key: env.get(key) for key in IDENTITY}
+    index = next((i for i, b in enumerate(baselines)
+                  if {key: b.get(key) for key in IDENTITY} == identity and b.get("how") == how), None)
+    if index is None:
+        baselines.append({**identity, "how": how, "fixtures": {}})
+        index = len(baselines) - 1
+    if recorded:
+        baselines[index]["recorded_on"] = today or datetime.date.today().isoformat()
+    moved = set(recorded)
+    for baseline in baselines:  # drop what is re-recorded now, and what no longer exists
+        baseline["fixtures"] = {chapter: {name: digest for name, digest in files.items()
+                                          if f"{chapter}/{name}" not in moved and (folder / chapter / name).is_file()}
+                                for chapter, files in baseline.get("fixtures", {}).items()}
+    for name in recorded:
+        chapter, _, file = name.partition("/")
+        baselines[index]["fixtures"].setdefault(chapter, {})[file] = file_digest(folder / name)
+    ordered = []  # each baseline's keys in reading order: who, how, when, then its files
+    for baseline in baselines:
+        fixtures = {chapter: dict(sorted(files.items())) for chapter, files in sorted(baseline["fixtures"].items())
+                    if files}
+        if fixtures:
+            rest = {k: v for k, v in baseline.items() if k not in (*IDENTITY, "how", "recorded_on", "fixtures")}
+            ordered.append({**{key: baseline.get(key) for key in IDENTITY}, "how": baseline.get("how"),
+                            "recorded_on": baseline.get("recorded_on"), **rest, "fixtures": fixtures})
+    document = {"format": FORMAT, "about": ABOUT, "baselines": ordered}
+    (folder / FILE).write_text(dumps(document))
+    return document
+
+
+def dumps(document: dict) -> str:
+    """JSON for review: indented, one line per fixture file, the numerics flags on one line."""
+    inline: dict[str, str] = {}
+
+    def placeholder(value) -> str:
+        key = f"@@{len(inline)}@@"
+        inline[key] = json.dumps(value, separators=(", ", ": "))
+        return key
+
+    shown = {**document, "baselines": [{**b, "numerics": placeholder(b.get("numerics"))}
+                                       for b in document.get("baselines", [])]}
+    text = json.dumps(shown, indent=2)
+    for key, value in inline.items():
+        text = text.replace(json.dumps(key), value)
+    return text + "\n"
+
+
+def problems(document: dict | None, folder: Path) -> list[str]:
+    """Every fixture file that no recording run wrote or that changed since its recording, with the fix.
+    (A deleted file is no problem here: a chapter that needs it fails for its absence.)"""
+    folder = Path(folder)
+    found = []
+    owned = owners(document)
+    baselines = (document or {}).get("baselines", [])
+    for path in sorted(folder.glob("*/*.npz")):
+        name = f"{path.parent.name}/{path.name}"
+        record = f"pytest --regen-all --device cpu spec/{path.parent.name}.py"
+        if name not in owned:
+            found.append(f"fixtures/{name}: {FILE} names no baseline for it, so no recording run wrote it; "
+                         f"if it is an orphan delete it (git rm), else re-record it: {record}")
+        elif file_digest(path) != owned[name][1]:
+            found.append(f"fixtures/{name} changed since torch {baselines[owned[name][0]].get('torch')} recorded it "
+                         f"(its sha256 is not the one in {FILE}), not by a recording run; restore it "
+                         f"(git checkout -- fixtures/{name}) or, if the change is deliberate, re-record: {record}")
+    return found
+
+
+def _cpu_capability(torch) -> str | None:
+    try:
+        return torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        return None
+
+
+def _plain(value):
+    """A flag's value as JSON can hold it (torch.float64 -> "torch.float64")."""
+    return value if isinstance(value, (bool, int, float, str, type(None))) else str(value)
