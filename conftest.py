@@ -18,7 +18,7 @@ from rnnspec.comparison import Tolerance
 from rnnspec.recorded import SpecCheck
 
 # Plugins of the suite's own tooling (reports, documents), each in a module of rnnspec/.
-pytest_plugins: list[str] = ["rnnspec.document", "rnnspec.report"]
+pytest_plugins: list[str] = ["rnnspec.document", "rnnspec.report", "rnnspec.targets"]
 
 ROOT = Path(__file__).parent
 FIXTURES = ROOT / "fixtures"

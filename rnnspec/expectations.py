@@ -12,6 +12,11 @@ turns it into a failure, and the entry must be removed: the support matrix stays
     reason = "the MPS framework has no float64"
 
 An entry that matches no selected test on a device of the run is reported as stale.
+
+``expectations/target-<name>.toml`` states what another implementation (``--target <name>``, see
+``rnnspec/targets.py``) does not do, in the same form; its entries apply only when that target is
+under test, on every device unless an entry names one (``device = "cpu"``), and to tests with or
+without a device. ``tests`` may be one pattern or a list of them.
 """
 
 from __future__ import annotations
@@ -28,11 +33,12 @@ import pytest
 @dataclass(frozen=True)
 class Unsupported:
     file: str
-    device_type: str
-    tests: str
+    device_type: str | None  # None: every device (a target's entry without ``device``)
+    tests: str | tuple[str, ...]  # one fnmatch pattern on node ids, or several (a list in the file)
     raises: str
     match: str
     reason: str
+    target: str | None = None  # the --target the entry is about (None: torch.nn as installed, any target)
 
     @property
     def exception(self) -> type[BaseException]:
@@ -44,14 +50,37 @@ class Unsupported:
     def describe(self) -> str:
         return f"{self.raises}: ...{self.match}... ({self.reason}; {self.file})"
 
+    def explains(self, error: BaseException) -> bool:
+        """``error`` is of the listed type (or a subclass), with ``match`` in its message."""
+        return isinstance(error, self.exception) and self.match in str(error)
+
+    def applies(self, nodeid: str, device: str | None, target: str) -> bool:
+        """Whether the entry is about test ``nodeid`` on ``device`` (None: the test has none) under ``target``."""
+        if self.target is not None:
+            if self.target != target or (self.device_type is not None and
+                                          (device is None or device.split(":")[0] != self.device_type)):
+                return False
+        elif device is None or device.split(":")[0] != self.device_type:
+            return False
+        patterns = (self.tests,) if isinstance(self.tests, str) else self.tests
+        return any(fnmatch.fnmatchcase(nodeid, pattern) for pattern in patterns)
+
 
 def load(folder: Path) -> list[Unsupported]:
     entries = []
     for path in sorted(folder.glob("*.toml")):
         try:
             document = tomllib.loads(path.read_text())
+            target = path.stem.removeprefix("target-") if path.stem.startswith("target-") else None
             for entry in document.get("unsupported", []):
-                entries.append(Unsupported(file=path.name, device_type=path.stem, **entry))
+                if isinstance(entry.get("tests"), list):
+                    entry = {**entry, "tests": tuple(entry["tests"])}
+                if target is None:
+                    entries.append(Unsupported(file=path.name, device_type=path.stem, **entry))
+                else:
+                    entry = dict(entry)
+                    entries.append(Unsupported(file=path.name, device_type=entry.pop("device", None), target=target,
+                                               **entry))
         except (tomllib.TOMLDecodeError, TypeError) as error:
             raise pytest.UsageError(f"expectations file {path} is malformed: {error}") from None
     return entries
@@ -65,25 +94,29 @@ class Plugin:
         self.stale: list[Unsupported] = []
 
     def pytest_collection_modifyitems(self, config, items):
+        from rnnspec import targets  # noqa: PLC0415 (a pytest plugin: imported by pytest first, for assert rewriting)
+
+        target = targets.active(config).name
         used = set()
         for item in items:
-            device = getattr(item, "callspec", None) and item.callspec.params.get("device")
-            if device is None:
-                continue
+            callspec = getattr(item, "callspec", None)
+            device = callspec.params.get("device") if callspec is not None else None
             for entry in self.entries:
-                if device.split(":")[0] == entry.device_type and fnmatch.fnmatchcase(item.nodeid, entry.tests):
-                    item.add_marker(pytest.mark.xfail(raises=entry.exception, strict=True, reason=entry.describe()))
+                if entry.applies(item.nodeid, device, target):
+                    item.add_marker(pytest.mark.xfail(strict=True, reason=entry.describe()))
                     item.stash[_ENTRY] = entry
                     used.add(entry)
+                    break
         selected = {d.type for d in config.spec_devices}
-        self.stale = [e for e in self.entries if e.device_type in selected and e not in used]
+        self.stale = [e for e in self.entries if e not in used and (
+            e.target == target if e.target is not None else e.device_type in selected)]
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
         report = yield
         entry = item.stash.get(_ENTRY, None)
         if entry is not None and call.when == "call" and call.excinfo is not None:
-            if entry.match not in str(call.excinfo.value):
+            if not entry.explains(call.excinfo.value):
                 report.outcome = "failed"
                 report.longrepr = (f"{item.nodeid} was expected to fail with {entry.raises} containing "
                                    f"{entry.match!r}, but raised: {call.excinfo.typename}: {call.excinfo.value}")

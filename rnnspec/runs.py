@@ -71,29 +71,66 @@ def random_array(shape: tuple[int, ...], seed: int, *, scale: float = 1.0) -> np
     return np.random.default_rng(seed).uniform(-scale, scale, shape)
 
 
+class Implementation:
+    """What :func:`build` constructs: torch.nn as installed (the ``eager`` target).
+
+    ``rnnspec.targets`` (``--target NAME``) puts another implementation in its place for a session
+    (:func:`use`): a subclass that constructs other modules (``construct``) or transforms the built
+    one (``finish``: ``torch.jit.script``, ``torch.compile``). Every memoised run is keyed by it.
+    """
+
+    name = "eager"
+
+    def construct(self, kind: str, input_size: int, hidden_size: int, *, cell: bool, **options) -> nn.Module:
+        """The module of ``kind`` (``cell``: its cell) in float64, with torch's parameter names; ``options``:
+        the constructor's keyword arguments (bias, num_layers, bidirectional, batch_first, proj_size...)."""
+        module_class, kind_options = (CELLS if cell else LAYERS)[kind]
+        return module_class(input_size, hidden_size, **{**kind_options, **options}, dtype=torch.float64)
+
+    def finish(self, module: nn.Module) -> nn.Module:
+        """The module as tests call it, once it holds its weights on its device in its dtype."""
+        return module
+
+
+EAGER = Implementation()
+_implementation: Implementation = EAGER
+
+
+def implementation() -> Implementation:
+    """The implementation :func:`build` constructs now (``EAGER`` unless ``--target`` chose another)."""
+    return _implementation
+
+
+def use(chosen: Implementation) -> Implementation:
+    """Make :func:`build` construct ``chosen``; return the one it replaces (to restore it afterwards)."""
+    global _implementation
+    previous, _implementation = _implementation, chosen
+    return previous
+
+
 def build(kind: str, parameters: dict[str, np.ndarray], *, device: str, dtype: str, cell: bool = False,
           **options) -> nn.Module:
-    """The torch layer of ``kind`` (with ``cell=True``: its cell) holding exactly ``parameters``.
+    """The layer of ``kind`` (with ``cell=True``: its cell) holding exactly ``parameters``, as the target builds it.
 
     ``parameters`` carry the layer's names (``weight_ih_l0``...) also for a cell, whose own names
     drop the ``_l0``. They are copied into a float64 module, so the copy is exact, and rounded once,
     to ``dtype``, by the final ``.to()``. The constructor's default initialisation draws from
     torch's random stream: it runs inside ``fork_rng``, so building leaves torch's stream as it was.
+    The module is torch.nn's unless ``--target`` chose another implementation (:func:`use`).
     """
-    module_class, kind_options = (CELLS if cell else LAYERS)[kind]
+    target = _implementation
     input_size = parameters["weight_ih_l0"].shape[1]
-    hidden_size = parameters["weight_ih_l0"].shape[0] // numpy_reference.gate_count(kind)
+    hidden_size = _hidden_size(kind, parameters)
     with torch.random.fork_rng(devices=[]):
-        module = module_class(input_size, hidden_size, bias="bias_ih_l0" in parameters,
-                              **{**kind_options, **options}, dtype=torch.float64)
+        module = target.construct(kind, input_size, hidden_size, cell=cell, bias="bias_ih_l0" in parameters, **options)
     layer_name = (lambda name: f"{name}_l0") if cell else (lambda name: name)
     names = [layer_name(name) for name, _ in module.named_parameters()]
     if sorted(names) != sorted(parameters):
-        raise ValueError(f"{module_class.__name__}({kind}, {options}) has parameters {names}, given {sorted(parameters)}")
+        raise ValueError(f"{type(module).__name__}({kind}, {options}) has parameters {names}, given {sorted(parameters)}")
     with torch.no_grad():
         for name, parameter in module.named_parameters():
             parameter.copy_(torch.as_tensor(parameters[layer_name(name)], dtype=torch.float64))
-    return module.to(device=device, dtype=DTYPES[dtype])
+    return target.finish(module.to(device=device, dtype=DTYPES[dtype]))
 
 
 def _as_tensor(value, *, device: str, dtype: str) -> torch.Tensor:
@@ -148,7 +185,7 @@ def measure(kind: str, parameters: dict[str, np.ndarray], x, *, device: str, dty
         leaves["h0"] = tensor(h0).requires_grad_()
     if c0 is not None:
         leaves["c0"] = tensor(c0).requires_grad_()
-    state = _initial_state(kind, leaves, module)
+    state = _initial_state(kind, leaves, parameters)
     inputs = leaves["input"]
     batch_first = options.get("batch_first", False)
     if lengths is not None:
@@ -167,7 +204,11 @@ def measure(kind: str, parameters: dict[str, np.ndarray], x, *, device: str, dty
     return _measured(output, h_n, c_n, leaves, module.named_parameters())
 
 
-def _initial_state(kind: str, leaves: dict, module: nn.Module):
+def _hidden_size(kind: str, parameters: dict[str, np.ndarray]) -> int:
+    return parameters["weight_ih_l0"].shape[0] // numpy_reference.gate_count(kind)
+
+
+def _initial_state(kind: str, leaves: dict, parameters: dict[str, np.ndarray]):
     """The state argument of the layer: None, h0, or (h0, c0) with zeros for a missing one."""
     h0, c0 = leaves.get("h0"), leaves.get("c0")
     if kind != "lstm":
@@ -176,8 +217,8 @@ def _initial_state(kind: str, leaves: dict, module: nn.Module):
         return None
     like = h0 if h0 is not None else c0
     leading = tuple(like.shape[:-1])
-    hidden_size = module.hidden_size
-    out_size = module.proj_size or hidden_size
+    hidden_size = _hidden_size(kind, parameters)
+    out_size = parameters["weight_hr_l0"].shape[0] if "weight_hr_l0" in parameters else hidden_size
     zeros = lambda features: torch.zeros(leading + (features,), dtype=like.dtype, device=like.device)  # noqa: E731
     return (h0 if h0 is not None else zeros(out_size), c0 if c0 is not None else zeros(hidden_size))
 
@@ -193,7 +234,7 @@ def measure_cell_loop(kind: str, parameters: dict[str, np.ndarray], x, *, device
     module = build(kind, parameters, device=device, dtype=dtype, cell=True)
     tensor = functools.partial(_as_tensor, device=device, dtype=dtype)
     leaves = {"input": tensor(x).requires_grad_()}
-    hidden_size = module.hidden_size
+    hidden_size = _hidden_size(kind, parameters)
     state_shape = (1,) + tuple(np.shape(x)[1:-1]) + (hidden_size,)
     for name, value in (("h0", h0), ("c0", c0)):
         if value is not None:
@@ -277,6 +318,12 @@ def memoised(run):
     Several claims read the same run (values, a law, a dtype's special values); computing it once
     keeps the suite fast. The results are frozen, so no test can change what another one reads,
     and they depend on the arguments alone, so the order of tests does not matter.
+    The implementation under test (``--target``) is part of the key: sessions run in one process
+    with different targets never share a run.
     """
-    cached = functools.cache(lambda *args, **kwargs: frozen(run(*args, **kwargs)))
-    return functools.wraps(run)(cached)
+    cached = functools.cache(lambda target, *args, **kwargs: frozen(run(*args, **kwargs)))
+
+    @functools.wraps(run)
+    def shared(*args, **kwargs):
+        return cached(_implementation, *args, **kwargs)
+    return shared

@@ -2,7 +2,8 @@
 
 A listed test must raise the listed exception type with a message containing ``match``: raising
 something else fails, and so does passing (support appeared: remove the entry). An entry that
-matches no selected test is reported as stale.
+matches no selected test is reported as stale. A target's file (``target-NAME.toml``) applies under
+``--target NAME`` only.
 """
 
 import textwrap
@@ -45,3 +46,64 @@ def test_expectation_entries_are_strict_and_check_the_message(pytester):
         "*test_raises_another_message* was expected to fail with TypeError containing 'no float128'*",
         "*stale expectation in expectations/cpu.toml: 'test_support.py::test_gone*' matches no selected test*",
     ])
+
+
+def test_a_targets_expectations_apply_under_that_target_only(pytester):
+    """expectations/target-NAME.toml: its entries (one pattern or a list, any device unless one is named, tests
+    with or without a device) are strict xfails under --target NAME, and nothing at all under another target."""
+    pytester.makeconftest(textwrap.dedent("""
+        from pathlib import Path
+        from rnnspec import expectations, platform
+
+        pytest_plugins = ["rnnspec.targets"]
+
+        def pytest_configure(config):
+            config.spec_devices = [platform.Device("cpu")]
+            config.pluginmanager.register(expectations.Plugin(Path(__file__).parent / "expectations"))
+
+        def pytest_generate_tests(metafunc):
+            if "device" in metafunc.fixturenames:
+                metafunc.parametrize("device", ["cpu"], ids=str)
+    """))
+    pytester.makepyfile(test_support=textwrap.dedent("""
+        def test_loop_a(device):
+            raise TypeError("a loop of cells drifts")
+
+        def test_loop_b(device):
+            raise TypeError("a loop of cells drifts")
+
+        def test_without_device():
+            raise ValueError("cells have no projection")
+
+        def test_on_cuda_only(device):
+            raise TypeError("a loop of cells drifts")
+    """))
+    (pytester.path / "expectations").mkdir()
+    (pytester.path / "expectations" / "target-cells.toml").write_text(textwrap.dedent("""
+        [[unsupported]]
+        tests = ["test_support.py::test_loop_a[[]cpu]", "test_support.py::test_loop_b*"]
+        raises = "TypeError"
+        match = "drifts"
+        reason = "example"
+
+        [[unsupported]]
+        tests = "test_support.py::test_without_device"
+        raises = "ValueError"
+        match = "no projection"
+        reason = "example"
+
+        [[unsupported]]
+        device = "cuda"
+        tests = "test_support.py::test_on_cuda_only*"
+        raises = "TypeError"
+        match = "drifts"
+        reason = "example"
+    """))
+    arguments = ("-p", "no:randomly", "-p", "no:cacheprovider", "-o", "xfail_strict=true")
+    under_cells = pytester.runpytest_inprocess(*arguments, "--target", "cells")
+    under_cells.assert_outcomes(xfailed=3, failed=1)
+    under_cells.stdout.fnmatch_lines(["*stale expectation in expectations/target-cells.toml: "
+                                      "'test_support.py::test_on_cuda_only*' matches no selected test*"])
+    under_eager = pytester.runpytest_inprocess(*arguments)
+    under_eager.assert_outcomes(failed=4)
+    assert "stale expectation" not in under_eager.stdout.str()

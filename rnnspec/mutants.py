@@ -1,0 +1,247 @@
+"""The mutant zoo: deliberately wrong recurrent layers, each a target the spec must reject.
+
+Each mutant is the pure-torch loop of ``rnnspec/breaks.py`` (:func:`rnnspec.breaks.reference_layers`)
+with one hook filled, modelling one real class of bug; ``reference`` is the same loop with no
+hook, the correct implementation the spec must accept. Every one is a ``--target``: torch's own
+module (class, parameter names, call signature, argument checks) whose calls compute through the
+loop (:func:`rnnspec.breaks.routed`); the cells are torch's own, correct::
+
+    python -m pytest --target mutant:gru_update_gate_inverted      # or rnnspec.mutants:gru_update_gate_inverted
+    python -m rnnspec.mutants                                       # the zoo: kill rate and the killers
+
+The zoo holds the breaks of ``rnnspec/breaks.py`` (``--break`` patches torch for a whole session;
+here they are targets) and these, which the breaks do not model:
+
+``h0_ignored``
+    the initial state is replaced by zeros (multiplied by 0: its gradient is 0): a state
+    argument accepted and dropped, as in a wrapper that forgets to pass ``hx`` on.
+``reverse_not_reversed``
+    the reverse direction reads time forwards: a bidirectional layer that runs both directions
+    the same way.
+``batch_first_ignored``
+    batch-first input is read as if it were sequence-first (batch and time swapped), the bug
+    PyTorch shipped on one backend.
+``packed_h_n_from_padded_end``
+    with packed sequences, a finished sequence keeps stepping on padding (zero input) up to the
+    longest length, so its h_n is the state at the padded end, not at its own last step.
+``dropout_in_eval``
+    inter-layer dropout also acts in evaluation mode (``training`` ignored).
+``projection_missing``
+    ``proj_size``: h is cut to its first P features instead of projected by ``weight_hr``.
+``bptt_truncated_after_3_steps``
+    the carried state is detached every 3 steps: the gradient reaches back at most 3 steps, a
+    truncated BPTT hidden inside the layer (the forward is unchanged).
+``float64_computed_in_float32``
+    float64 layers are computed in float32 and only their results rounded back, as a kernel
+    without a float64 path does.
+``output_perturbed_1e-4``
+    output, h_n and c_n are 1e-4 relative too large (the backward is the chain rule of that): a
+    small numerical error in a forward kernel.
+``gru_update_gate_inverted``
+    the GRU interpolates the other way round, h' = z n + (1 − z) h (the original paper's
+    convention, and Keras'), instead of PyTorch's h' = (1 − z) n + z h.
+``h_n_direction_major``
+    h_n and c_n of a multi-layer bidirectional layer are stacked direction-major (all forward
+    layers, then all reverse ones) instead of layer-major (index l·D + d).
+
+:data:`DEFAULT_ZOO` is the representative subset ``selftest/test_mutant_zoo.py`` runs by default;
+``--full-zoo`` (or ``RNNSPEC_FULL_ZOO=1``) runs every mutant. Each mutant runs the whole spec
+(``spec/``, every chapter) in float64: the subset chooses mutants, never chapters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from rnnspec import breaks
+from rnnspec.breaks import Break
+from rnnspec.module_kinds import MODULES
+
+
+NEW: tuple[Break, ...] = (
+    Break("h0_ignored", "state dropped: h0 and c0 replaced by zeros (their gradient is 0)",
+          initial=lambda state: state * 0),
+    Break("reverse_not_reversed", "direction bug: the reverse direction reads time forwards", reverse_in_order=True),
+    Break("batch_first_ignored", "layout bug: batch-first input read as sequence-first (batch and time swapped)",
+          ignores_batch_first=True),
+    Break("packed_h_n_from_padded_end", "packing bug: finished sequences step on padding, h_n at the padded end",
+          packed_runs_to_padded_end=True),
+    Break("dropout_in_eval", "mode bug: inter-layer dropout also in evaluation mode", dropout_in_eval=True),
+    Break("projection_missing", "dropped term: LSTM h cut to proj_size features, weight_hr unused",
+          kinds=("lstm",), projection_sliced=True),
+    Break("bptt_truncated_after_3_steps", "backward bug: the state is detached every 3 steps (truncated BPTT)",
+          carry=torch.Tensor.detach, carry_every=3),
+    Break("float64_computed_in_float32", "precision bug: float64 computed in float32, results rounded back",
+          float64_in_float32=True),
+    Break("output_perturbed_1e-4", "numerical bug: output, h_n and c_n 1e-4 relative too large",
+          exit=lambda tensor: tensor * (1 + 1e-4)),
+    Break("gru_update_gate_inverted", "formula bug: GRU h' = z n + (1 - z) h (the paper's convention)",
+          kinds=("gru",), update_gate_inverted=True),
+    Break("h_n_direction_major", "layout bug: h_n and c_n stacked direction-major instead of layer-major",
+          h_n_direction_major=True),
+)
+
+#: Every mutant, by name: the breaks of rnnspec/breaks.py, then the zoo's own.
+ZOO: dict[str, Break] = {**breaks.BREAKS, **{mutant.name: mutant for mutant in NEW}}
+#: The loop with no mutation: the correct implementation the spec must accept.
+REFERENCE = "reference"
+IMPLEMENTATIONS: dict[str, Break] = {REFERENCE: breaks.NO_BREAK, **ZOO}
+
+#: The subset selftest/test_mutant_zoo.py runs by default: one mutant per family of bug (a wrong
+#: nonlinearity, a gate layout, a formula convention, a direction, packing, a backward-only bug, a
+#: mode, a precision bug, a small numerical error), together touching every kind of layer. The
+#: others run with --full-zoo. Every session runs every chapter: the subset chooses mutants only.
+DEFAULT_ZOO = ("relu_computes_tanh", "lstm_gates_swapped", "gru_update_gate_inverted", "reverse_not_reversed",
+               "packed_h_n_from_padded_end", "bptt_truncated_after_3_steps", "dropout_in_eval",
+               "float64_computed_in_float32", "output_perturbed_1e-4")
+
+
+def factory(name: str) -> Callable[..., nn.Module]:
+    """The ``--target`` factory of implementation ``name`` (a mutant or ``reference``)."""
+    mutant = IMPLEMENTATIONS[name]
+
+    def build(kind: str, input_size: int, hidden_size: int, **options) -> nn.Module:
+        module = MODULES[kind].construct(input_size, hidden_size, **options)
+        return module if MODULES[kind].cell else breaks.routed(module, mutant)
+    build.__name__ = build.__qualname__ = name
+    return build
+
+
+def __getattr__(name: str):
+    """``rnnspec.mutants:NAME`` as a ``--target``: each mutant's factory, by its name."""
+    if name in IMPLEMENTATIONS:
+        return factory(name)
+    raise AttributeError(f"module 'rnnspec.mutants' has no attribute {name!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the zoo
+# ---------------------------------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+#: One session per implementation: the whole spec, float64, on the CPU.
+SESSION = ("spec", "--dtype", "float64", "--device", "cpu", "-q", "--tb=no", "-p", "no:randomly", "-p", "no:xdist",
+           "-p", "no:cacheprovider")
+
+
+@dataclass
+class Verdict:
+    """One implementation's session: how many tests ran, which failed, and how long it took."""
+
+    name: str
+    exit_code: int
+    failed: list[str] = field(default_factory=list)
+    passed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+
+    @property
+    def killed(self) -> bool:
+        return bool(self.failed)
+
+
+class _Collector:
+    """A pytest plugin that records one session's outcomes."""
+
+    def __init__(self):
+        self.failed, self.passed, self.skipped = [], 0, 0
+
+    def pytest_runtest_logreport(self, report):
+        if report.failed:
+            self.failed.append(report.nodeid)
+        elif report.when == "call" and report.passed:
+            self.passed += 1
+        elif report.skipped:
+            self.skipped += 1
+
+
+def run_in_this_process(names: list[str], basetemp: Path) -> list[Verdict]:
+    """One pytest session per implementation, one after the other (torch imported once).
+
+    Each session's terminal output goes to ``basetemp/NAME.log``.
+    """
+    import pytest  # noqa: PLC0415
+
+    verdicts = []
+    basetemp.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        collector, start = _Collector(), time.perf_counter()
+        with open(basetemp / f"{name}.log", "w") as log, contextlib.redirect_stdout(log):
+            code = pytest.main([*SESSION, "--target", f"mutant:{name}", f"--basetemp={basetemp / name}"],
+                               plugins=[collector])
+        verdicts.append(Verdict(name, int(code), collector.failed, collector.passed, collector.skipped,
+                                time.perf_counter() - start))
+    return verdicts
+
+
+def run(names: list[str], basetemp: Path) -> list[Verdict]:
+    """The sessions of ``names`` in a fresh Python process started in the repository, as verdicts."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYTEST_", "COV_CORE"))}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    out = basetemp / "verdicts.json"
+    result = subprocess.run([sys.executable, "-m", "rnnspec.mutants", "--json", str(out), "--basetemp",
+                             str(basetemp), *names], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    if not out.is_file():
+        raise RuntimeError(f"the zoo's process wrote no verdicts (exit {result.returncode}):\n"
+                           f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return [Verdict(**entry) for entry in json.loads(out.read_text())]
+
+
+def summary(verdicts: list[Verdict]) -> str:
+    """The kill rate, the reference's verdict, and which tests killed each mutant."""
+    mutants = [v for v in verdicts if v.name != REFERENCE]
+    killed = [v for v in mutants if v.killed]
+    lines = [f"mutant zoo: {len(killed)}/{len(mutants)} killed ({100 * len(killed) / max(len(mutants), 1):.0f} %), "
+             f"{sum(v.seconds for v in verdicts):.1f} s in sessions"]
+    for verdict in verdicts:
+        if verdict.name == REFERENCE:
+            lines.append(f"  reference: {'ACCEPTED' if not verdict.failed else 'REJECTED'} ({verdict.passed} passed, "
+                         f"{verdict.skipped} skipped, {len(verdict.failed)} failed, {verdict.seconds:.1f} s)"
+                         + "".join(f"\n      {test}" for test in verdict.failed))
+            continue
+        lines.append(f"  {verdict.name}: {'killed' if verdict.killed else 'SURVIVED'} by {len(verdict.failed)} of "
+                     f"{len(verdict.failed) + verdict.passed} tests ({verdict.seconds:.1f} s; "
+                     f"{ZOO[verdict.name].models})")
+        chapters: dict[str, list[str]] = {}
+        for test in verdict.failed:
+            path, _, rest = test.partition("::")
+            chapters.setdefault(Path(path).stem, []).append(rest)
+        for chapter, tests in chapters.items():
+            lines.append(f"      {chapter}: {len(tests)}: {', '.join(tests[:4])}{' ...' if len(tests) > 4 else ''}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rnnspec.mutants",
+                                     description="Run the spec against the reference loop and every mutant.")
+    parser.add_argument("names", nargs="*", help=f"implementations (default: {REFERENCE} and every mutant)")
+    parser.add_argument("--json", type=Path, help="write the verdicts here, as JSON")
+    parser.add_argument("--basetemp", type=Path, default=Path("/tmp/rnnspec-zoo"))
+    arguments = parser.parse_args(argv)
+    names = arguments.names or list(IMPLEMENTATIONS)
+    unknown = sorted(set(names) - set(IMPLEMENTATIONS))
+    if unknown:
+        parser.error(f"unknown implementations {unknown}; choose from {', '.join(IMPLEMENTATIONS)}")
+    verdicts = run_in_this_process(names, arguments.basetemp)
+    if arguments.json:
+        arguments.json.write_text(json.dumps([vars(v) for v in verdicts]))
+    print(summary(verdicts))
+    reference_ok = all(not v.failed and v.exit_code == 0 for v in verdicts if v.name == REFERENCE)
+    return 0 if reference_ok and all(v.killed for v in verdicts if v.name != REFERENCE) else 1
+
+
+if __name__ == "__main__":  # the zoo's own module, not a second copy of it as __main__
+    from rnnspec.mutants import main as zoo_main
+    sys.exit(zoo_main())
