@@ -50,7 +50,6 @@ import itertools
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -66,6 +65,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # make `rnnspec` importable however pytest was started
     sys.path.insert(0, str(REPO))
 
+from repository_copy import copy_into  # noqa: E402
 from rnnspec import breaks  # noqa: E402
 
 #: The words each chapter's failures start with (its Truth.behaviour and assert_agrees' behaviour=).
@@ -337,13 +337,7 @@ class Copy:
 
     def __init__(self, root: Path):
         self.root = root
-        for name in COPIED:
-            source, target = REPO / name, root / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if source.is_dir():
-                shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.obtained*"))
-            else:
-                shutil.copy2(source, target)
+        copy_into(root, COPIED)
         (root / "record_anything.py").write_text(RECORD_ANYTHING)
         (root / "loop_without_a_break.py").write_text(LOOP_WITHOUT_A_BREAK)
         self.sessions_run = 0

@@ -10,21 +10,26 @@ import textwrap
 
 pytest_plugins = ["pytester"]
 
+#: A conftest that applies the expectation files of its folder to tests taking a cpu ``device``.
+CONFTEST = textwrap.dedent("""
+    from pathlib import Path
+    from rnnspec import expectations, platform
+
+    pytest_plugins = {plugins!r}
+
+    def pytest_configure(config):
+        config.spec_devices = [platform.Device("cpu")]
+        config.pluginmanager.register(expectations.Plugin(Path(__file__).parent / "expectations"))
+
+    def pytest_generate_tests(metafunc):
+        if "device" in metafunc.fixturenames:
+            metafunc.parametrize("device", ["cpu"], ids=str)
+""")
+
 
 def test_expectation_entries_are_strict_and_check_the_message(pytester):
     """Listed error: xfailed; other message: failed; passing: failed (strict); unmatched entry: reported."""
-    pytester.makeconftest(textwrap.dedent("""
-        from pathlib import Path
-        from rnnspec import expectations, platform
-
-        def pytest_configure(config):
-            config.spec_devices = [platform.Device("cpu")]
-            config.pluginmanager.register(expectations.Plugin(Path(__file__).parent / "expectations"))
-
-        def pytest_generate_tests(metafunc):
-            if "device" in metafunc.fixturenames:
-                metafunc.parametrize("device", ["cpu"], ids=str)
-    """))
+    pytester.makeconftest(CONFTEST.format(plugins=[]))
     pytester.makepyfile(test_support=textwrap.dedent("""
         def test_raises_the_listed_error(device):
             raise TypeError("cpu has no float128 kernel")
@@ -51,20 +56,7 @@ def test_expectation_entries_are_strict_and_check_the_message(pytester):
 def test_a_targets_expectations_apply_under_that_target_only(pytester):
     """expectations/target-NAME.toml: its entries (one pattern or a list, any device unless one is named, tests
     with or without a device) are strict xfails under --target NAME, and nothing at all under another target."""
-    pytester.makeconftest(textwrap.dedent("""
-        from pathlib import Path
-        from rnnspec import expectations, platform
-
-        pytest_plugins = ["rnnspec.targets"]
-
-        def pytest_configure(config):
-            config.spec_devices = [platform.Device("cpu")]
-            config.pluginmanager.register(expectations.Plugin(Path(__file__).parent / "expectations"))
-
-        def pytest_generate_tests(metafunc):
-            if "device" in metafunc.fixturenames:
-                metafunc.parametrize("device", ["cpu"], ids=str)
-    """))
+    pytester.makeconftest(CONFTEST.format(plugins=["rnnspec.targets"]))
     pytester.makepyfile(test_support=textwrap.dedent("""
         def test_loop_a(device):
             raise TypeError("a loop of cells drifts")

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from repository_copy import copy_into
 from rnnspec import provenance, report, reporting
 from rnnspec.comparison import Tolerance
 from rnnspec.recorded import INF, error_figures, ordinals, record_command
@@ -508,13 +509,7 @@ def pytest_unconfigure(config):
 
 def make_copy(target: Path) -> Path:
     """The files one chapter needs, with its fixtures and their provenance, in ``target``."""
-    for name in COPIED:
-        source, destination = ROOT / name, target / name
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        if source.is_dir():
-            shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__", "*.obtained*"))
-        else:
-            shutil.copy2(source, destination)
+    copy_into(target, COPIED)
     document = copy.deepcopy(provenance.read(FIXTURES))
     for baseline in document["baselines"]:
         baseline["fixtures"] = {k: v for k, v in baseline["fixtures"].items() if k == CHAPTER}
