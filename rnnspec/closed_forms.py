@@ -5,8 +5,6 @@ Integers are computed with Python's exact integers, then converted once to float
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from rnnspec import numpy_reference
@@ -88,7 +86,3 @@ def truncated_bptt_gradients(kind: str, parameters: dict, x: np.ndarray, chunk: 
         run = numpy_reference.forward(kind, parameters, x[start:start + chunk], h0)
         gradients.append(numpy_reference.backward(run, grad_h_n=np.ones_like(run.h_n)))
     return gradients
-
-
-def orders_of_magnitude(ratio: float) -> float:
-    return math.log10(ratio)
