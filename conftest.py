@@ -112,7 +112,7 @@ def original_datadir(request) -> Path:
 
 
 @pytest.fixture
-def spec_check(request, ndarrays_regression, original_datadir, device, dtype, tolerance) -> SpecCheck:
+def spec_check(request, original_datadir, device, dtype, tolerance) -> SpecCheck:
     """Compare measured tensors with the truth and with the recorded fixture, under the tolerance table."""
-    return SpecCheck(request, ndarrays_regression, folder=original_datadir, device=device, dtype=dtype,
+    return SpecCheck(request, folder=original_datadir, device=device, dtype=dtype,
                      tolerance=tolerance)

@@ -83,6 +83,8 @@ class Truth:
 
 def as_float64(value) -> np.ndarray:
     """A tensor or array as a float64 NumPy array (bfloat16 and float16 widen exactly)."""
+    if isinstance(value, np.ndarray) and value.dtype == np.float64:
+        return value
     if hasattr(value, "detach"):
         value = value.detach().to("cpu")
         if value.is_floating_point():
@@ -123,6 +125,10 @@ def disagreement(actual, expected, tolerance: Tolerance) -> str | None:
     actual, expected = as_float64(actual), as_float64(expected)
     if actual.shape != expected.shape:
         return f"shape {actual.shape} where {expected.shape} is expected"
+    with np.errstate(invalid="ignore", over="ignore"):  # the common case, answered in a few operations:
+        if (np.abs(actual - expected) <= tolerance.atol + tolerance.rtol * np.abs(expected)).all() \
+                and np.isfinite(expected).all():  # every element finite and within the tolerance
+            return None
     close = np.isclose(actual, expected, rtol=tolerance.rtol, atol=tolerance.atol, equal_nan=True)
     if close.all():
         return None

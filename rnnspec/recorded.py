@@ -3,16 +3,23 @@
 A behaviour test hands its measured tensors to :class:`SpecCheck`, which asks three questions:
 
 1. does the measurement agree with the independent truth (closed form or NumPy reference),
-   rounded to the dtype under test?
-2. does the recorded fixture agree with that same truth? (a fixture regenerated from a broken
-   PyTorch fails here, whatever the measurement)
-3. does the measurement agree with the recorded fixture, under the same tolerance?
+   rounded to the dtype under test? (a PyTorch that computes something else fails here, whatever
+   its fixtures say: also when the fixtures were regenerated from it)
+2. does the measurement agree with the recorded fixture, under the same tolerance?
+3. when it does not: does the recorded fixture agree with the truth? That names the witness at
+   fault: a fixture that disagrees with the truth was edited or recorded wrongly; one that agrees
+   with it while the measurement moved away from it is drift.
+
+Question 3 is asked only on a disagreement: a fixture that passes 2 lies within twice the row of
+the truth (both within the row of the measurement), and ``selftest/test_fixtures_against_truth.py``
+holds every committed fixture to the row itself.
 
 pytest-regressions' ``ndarrays_regression`` writes the fixtures (``--regen-all``) and explains a
-drift: when question 3 finds one, its check runs on the same arrays and tolerances, fails with its
+drift: when question 2 finds one, its check runs on the same arrays and tolerances, fails with its
 table of differing elements and leaves the obtained file in the test's tmp directory. When the
-measurement agrees, the fixture already read for question 2 answers question 3 directly: that
-saves writing, copying and re-reading two files per check, a third of the suite's time.
+measurement agrees, the fixture already read answers question 2 directly, and ``ndarrays_regression``
+(with the tmp directory it makes) is not even set up: that saves writing, copying and re-reading
+two files per check.
 
 File layout: ``fixtures/<spec module>/<record>-<dtype>.npz``, one array per quantity plus a
 ``dtype`` tag (pytest-regressions alone would accept a float64 result against a float32 record).
@@ -132,10 +139,8 @@ def assert_matches_truth(arrays: dict[str, np.ndarray], truth: Truth, dtype: str
 class SpecCheck:
     """Compares one test's measured tensors with the truth and with its recorded fixture."""
 
-    def __init__(self, request, ndarrays_regression, *, folder: Path, device: str, dtype: str,
-                 tolerance: Tolerance):
+    def __init__(self, request, *, folder: Path, device: str, dtype: str, tolerance: Tolerance):
         self.request = request
-        self.ndarrays_regression = ndarrays_regression
         self.folder = folder
         self.device = device
         self.dtype = dtype
@@ -181,17 +186,18 @@ class SpecCheck:
             )
         if path.is_file() and not regenerating:
             recorded = load_record(path, self.dtype, fix=record_command(self.request.node.nodeid))
+            if recorded.keys() == measured.keys() and not any(
+                    disagreement(measured[key], recorded[key], truth.tolerance_for(key, self.tolerance))
+                    for key in recorded):
+                return  # no drift: ndarrays_regression below would compare these same arrays, and agree
             assert_matches_truth(recorded, truth, self.dtype, self.tolerance, what=f"recorded fixture {shown}:",
                                  witness="the truth", config=self.config)
-            if not any(disagreement(measured[key], recorded[key], truth.tolerance_for(key, self.tolerance))
-                       for key in recorded):
-                return  # no drift: ndarrays_regression below would compare these same arrays, and agree
 
         tolerances = {key: _as_isclose(truth.tolerance_for(key, self.tolerance)) for key in measured}
         tolerances[DTYPE_TAG] = {}
         before = _file_state(path) if regenerating else None
         try:
-            self.ndarrays_regression.check({**measured, DTYPE_TAG: np.array(self.dtype)},
+            self.request.getfixturevalue("ndarrays_regression").check({**measured, DTYPE_TAG: np.array(self.dtype)},
                                            basename=basename, tolerances=tolerances)
         except AssertionError as error:
             raise AssertionError(

@@ -81,11 +81,13 @@ class Implementation:
 
     name = "eager"
 
-    def construct(self, kind: str, input_size: int, hidden_size: int, *, cell: bool, **options) -> nn.Module:
-        """The module of ``kind`` (``cell``: its cell) in float64, with torch's parameter names; ``options``:
-        the constructor's keyword arguments (bias, num_layers, bidirectional, batch_first, proj_size...)."""
+    def construct(self, kind: str, input_size: int, hidden_size: int, *, cell: bool, dtype: torch.dtype = torch.float64,
+                  **options) -> nn.Module:
+        """The module of ``kind`` (``cell``: its cell) on the CPU in ``dtype``, with torch's parameter names;
+        ``options``: the constructor's keyword arguments (bias, num_layers, bidirectional, batch_first,
+        proj_size...)."""
         module_class, kind_options = (CELLS if cell else LAYERS)[kind]
-        return module_class(input_size, hidden_size, **{**kind_options, **options}, dtype=torch.float64)
+        return module_class(input_size, hidden_size, **{**kind_options, **options}, dtype=dtype)
 
     def finish(self, module: nn.Module) -> nn.Module:
         """The module as tests call it, once it holds its weights on its device in its dtype."""
@@ -113,24 +115,28 @@ def build(kind: str, parameters: dict[str, np.ndarray], *, device: str, dtype: s
     """The layer of ``kind`` (with ``cell=True``: its cell) holding exactly ``parameters``, as the target builds it.
 
     ``parameters`` carry the layer's names (``weight_ih_l0``...) also for a cell, whose own names
-    drop the ``_l0``. They are copied into a float64 module, so the copy is exact, and rounded once,
-    to ``dtype``, by the final ``.to()``. The constructor's default initialisation draws from
-    torch's random stream: it runs inside ``fork_rng``, so building leaves torch's stream as it was.
-    The module is torch.nn's unless ``--target`` chose another implementation (:func:`use`).
+    drop the ``_l0``. The module is constructed on the CPU in ``dtype`` and each float64 value is
+    copied in, rounded once to ``dtype`` by the copy (the rounding ``.to(dtype)`` does), then moved
+    to ``device``. The constructor's default initialisation draws from torch's random stream: it
+    runs inside ``fork_rng``, so building leaves torch's stream as it was (and on the CPU, so no
+    accelerator's stream is drawn from). The module is torch.nn's unless ``--target`` chose another
+    implementation (:func:`use`).
     """
     target = _implementation
     input_size = parameters["weight_ih_l0"].shape[1]
     hidden_size = _hidden_size(kind, parameters)
     with torch.random.fork_rng(devices=[]):
-        module = target.construct(kind, input_size, hidden_size, cell=cell, bias="bias_ih_l0" in parameters, **options)
+        module = target.construct(kind, input_size, hidden_size, cell=cell, dtype=DTYPES[dtype],
+                                  bias="bias_ih_l0" in parameters, **options)
+    named = list(module.named_parameters())
     layer_name = (lambda name: f"{name}_l0") if cell else (lambda name: name)
-    names = [layer_name(name) for name, _ in module.named_parameters()]
+    names = [layer_name(name) for name, _ in named]
     if sorted(names) != sorted(parameters):
         raise ValueError(f"{type(module).__name__}({kind}, {options}) has parameters {names}, given {sorted(parameters)}")
     with torch.no_grad():
-        for name, parameter in module.named_parameters():
-            parameter.copy_(torch.as_tensor(parameters[layer_name(name)], dtype=torch.float64))
-    return target.finish(module.to(device=device, dtype=DTYPES[dtype]))
+        for name, parameter in named:
+            parameter.copy_(torch.from_numpy(np.asarray(parameters[layer_name(name)], dtype=np.float64)))
+    return target.finish(module if device == "cpu" else module.to(device=device))
 
 
 def _as_tensor(value, *, device: str, dtype: str) -> torch.Tensor:

@@ -48,8 +48,9 @@ and dtype under test. ``--target`` chooses what that function builds, for the wh
     ``rnn_relu_cell``, ``lstm_cell``, ``gru_cell`` (a cell returns h', or (h', c')). ``options``
     are the torch constructor's keyword arguments a test sets: ``bias``, ``num_layers``,
     ``bidirectional``, ``batch_first``, ``dropout``, ``proj_size`` (and ``nonlinearity`` where a
-    test overrides the kind's). The spec copies its weights in, in float64, and moves the module
-    with ``.to(device, dtype)``; it reads ``.dropout`` and calls ``.train()`` / ``.eval()``.
+    test overrides the kind's). The spec moves the module with ``.to(dtype)``, copies its weights
+    in (each rounded once to dtype) and moves it with ``.to(device)``; it reads ``.dropout`` and
+    calls ``.train()`` / ``.eval()``.
     Raise ``NotImplementedError`` from the factory for a configuration you do not support, and
     :class:`NotApplicable` (a ``NotImplementedError``) from the module for an input you do not
     support: each test that needs it is then reported as skipped, "not applicable to --target
@@ -139,7 +140,8 @@ class Target(runs.Implementation):
         self.name, self.description, self.factory = name, description, factory
         self._finish, self.session = finish, session or contextlib.nullcontext
 
-    def construct(self, kind: str, input_size: int, hidden_size: int, *, cell: bool, **options) -> nn.Module:
+    def construct(self, kind: str, input_size: int, hidden_size: int, *, cell: bool, dtype: torch.dtype = torch.float64,
+                  **options) -> nn.Module:
         name = module_name(kind, cell)
         try:
             module = self.factory(name, input_size, hidden_size, **options)
@@ -147,7 +149,7 @@ class Target(runs.Implementation):
             raise
         except NotImplementedError as error:
             raise NotApplicable(f"{name}({input_size}, {hidden_size}, {_words(options)}): {error}") from error
-        return module.to(torch.float64)
+        return module.to(dtype)
 
     def finish(self, module: nn.Module) -> nn.Module:
         return module if self._finish is None else self._finish(module)
