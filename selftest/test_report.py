@@ -138,6 +138,29 @@ def test_any_damaged_fixture_fails_with_the_fix_never_a_bare_exception(tmp_path)
     assert {"BadZipFile", "error"} <= kinds, kinds  # zipfile's and zlib's errors both occurred and were caught
 
 
+def test_fixture_reader_returns_what_numpy_reads_and_never_unpickles(tmp_path):
+    """read_fixture equals numpy.load on every committed fixture (dtype, shape, values, names); other
+    headers (Fortran order, 0-d, empty) read too, and an object array is refused, not unpickled."""
+    from rnnspec.recorded import read_fixture
+
+    for path in sorted(FIXTURES.rglob("*.npz")):
+        ours = read_fixture(path)
+        with np.load(path, allow_pickle=False) as archive:
+            assert sorted(ours) == sorted(archive.files), path
+            for key in archive.files:
+                theirs = archive[key]
+                assert (ours[key].dtype, ours[key].shape) == (theirs.dtype, theirs.shape), (path, key)
+                assert np.array_equal(ours[key], theirs), (path, key)
+    odd = {"fortran": np.asfortranarray(np.arange(6.0).reshape(2, 3)), "scalar": np.array(3.5),
+           "empty": np.zeros((0, 2)), "tag": np.array("float16")}
+    np.savez_compressed(tmp_path / "odd.npz", **odd)
+    read = read_fixture(tmp_path / "odd.npz")
+    assert all(np.array_equal(read[k], v) and read[k].shape == v.shape for k, v in odd.items())
+    np.savez(tmp_path / "pickled.npz", value=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match="allow_pickle=False"):
+        read_fixture(tmp_path / "pickled.npz")
+
+
 # ----------------------------------------------------------------------------------------------
 # A real run, in-process: the whole spec on CPU with --spec-report
 # ----------------------------------------------------------------------------------------------
