@@ -35,6 +35,12 @@ What each dtype holds. Every number here is an integer, exact while it stays bel
 
 Beyond a dtype's exact range, results must still match the closed form rounded to that dtype,
 within the tolerance table's row.
+
+Every length in one run. The law is checked for n = 1 … 16 from a single run of a batch of 16
+identical sequences of 16 ones: sequence b's upstream gradient is 1 on its output at step b + 1
+and 0 elsewhere, so its input gradient is :math:`\partial h_{b+1} / \partial x_t`, the gradient of
+the (b + 1)-step run's :math:`h_n` (the recurrence is causal: :math:`h_n` is the same whether or
+not later steps follow). Inputs after step n get exactly 0: they cannot reach :math:`h_n`.
 """
 
 import numpy as np
@@ -70,10 +76,24 @@ def test_notebook_values_hidden_states_and_gradients(device, dtype, spec_check):
     spec_check(run(5, device, dtype), "relu_rnn_weights_11_five_steps")
 
 
-@pytest.mark.parametrize("n", range(1, 17), ids=lambda n: f"n{n}")
+LONGEST = 16
+
+
+@memoised
+def every_length(device: str, dtype: str) -> dict:
+    """Batch of LONGEST sequences of ones; sequence n - 1 takes its upstream gradient at step n only: ∂h_n/∂x."""
+    steps = np.arange(LONGEST)
+    grad_output = np.zeros((LONGEST, LONGEST, 1))
+    grad_output[steps, steps, 0] = 1.0
+    return measure("rnn_relu", ELEVENS, np.ones((LONGEST, LONGEST, 1)), device=device, dtype=dtype,
+                   grad_output=grad_output, grad_h_n=np.zeros((1, LONGEST, 1)))
+
+
+@pytest.mark.parametrize("n", range(1, LONGEST + 1), ids=lambda n: f"n{n}")
 def test_input_gradient_grows_by_factor_11_per_step(n, device, dtype, tolerance):
     """h_t = Σ_{k≤t} 11^k, ∂h_n/∂x_t = 11^(n+1−t), ratio exactly 11: exact in the dtype's exact range, rounded beyond."""
-    measured = run(n, device, dtype)
+    every = every_length(device, dtype)
+    measured = {"output": every["output"][:n, n - 1:n], "grad_input": every["grad_input"][:n, n - 1:n]}
     truth = exploding_truth(n)
     config = f"{device}-{dtype}-n{n}"
     exact = n <= closed_forms.exact_exploding_steps(dtype)
@@ -82,6 +102,9 @@ def test_input_gradient_grows_by_factor_11_per_step(n, device, dtype, tolerance)
                       Tolerance.exact(dtype, "integers below 2^p") if exact else tolerance.relative(),
                       behaviour=truth.behaviour, what=key, config=config, law=LAW,
                       witness="the closed form" + (" (exact)" if exact else " rounded to " + dtype))
+    assert_agrees(every["grad_input"][n:, n - 1, 0], np.zeros(LONGEST - n),
+                  Tolerance.exact(dtype, "no path from x_t to h_n"), behaviour=truth.behaviour,
+                  what="∂h_n/∂x_t for t > n", config=config, witness="causality", law="h_n depends on x_1 … x_n only")
     grad = measured["grad_input"].flatten()
     finite = np.isfinite(grad[:-1])
     assert_agrees(grad[:-1][finite] / grad[1:][finite], np.full(finite.sum(), 11.0),
