@@ -128,6 +128,12 @@ def build(kind: str, parameters: dict[str, np.ndarray], *, device: str, dtype: s
     with torch.random.fork_rng(devices=[]):
         module = target.construct(kind, input_size, hidden_size, cell=cell, dtype=DTYPES[dtype],
                                   bias="bias_ih_l0" in parameters, **options)
+    _load(module, parameters, cell=cell, kind=kind, options=options)
+    return target.finish(module if device == "cpu" else module.to(device=device))
+
+
+def _load(module: nn.Module, parameters: dict[str, np.ndarray], *, cell: bool, kind: str, options: dict) -> None:
+    """Copy ``parameters`` (float64) into the module's, each rounded once to the module's dtype; no gradients."""
     named = list(module.named_parameters())
     layer_name = (lambda name: f"{name}_l0") if cell else (lambda name: name)
     names = [layer_name(name) for name, _ in named]
@@ -136,7 +142,33 @@ def build(kind: str, parameters: dict[str, np.ndarray], *, device: str, dtype: s
     with torch.no_grad():
         for name, parameter in named:
             parameter.copy_(torch.from_numpy(np.asarray(parameters[layer_name(name)], dtype=np.float64)))
-    return target.finish(module if device == "cpu" else module.to(device=device))
+            parameter.grad = None
+
+
+#: torch.nn's modules built for :func:`measure` and :func:`measure_cell_loop`, one per structure.
+_FOR_RUNS: dict[tuple, nn.Module] = {}
+
+
+def _module_for_run(kind: str, parameters: dict[str, np.ndarray], *, device: str, dtype: str, cell: bool = False,
+                    **options) -> nn.Module:
+    """:func:`build`'s module for a run that never hands it out: torch.nn's (``eager``) module of the same
+    structure is built once and gets each run's parameters copied in anew, its gradients cleared.
+
+    Constructing a layer (default initialisation, flattening) costs as much as a third of a small run.
+    Only the module itself is kept between runs: the parameters are overwritten in place, the
+    gradients reset to None, and no run changes its mode (``measure`` never calls ``train``/``eval``).
+    Another ``--target`` builds afresh every time (a compiled or scripted module keeps more).
+    """
+    if _implementation is not EAGER:
+        return build(kind, parameters, device=device, dtype=dtype, cell=cell, **options)
+    key = (kind, cell, device, dtype, tuple(sorted((name, value.shape) for name, value in parameters.items())),
+           tuple(sorted(options.items())))
+    module = _FOR_RUNS.get(key)
+    if module is None:
+        module = _FOR_RUNS[key] = build(kind, parameters, device=device, dtype=dtype, cell=cell, **options)
+    else:
+        _load(module, parameters, cell=cell, kind=kind, options=options)
+    return module
 
 
 def _as_tensor(value, *, device: str, dtype: str) -> torch.Tensor:
@@ -184,7 +216,7 @@ def measure(kind: str, parameters: dict[str, np.ndarray], x, *, device: str, dty
     enabled, so it takes the same kernels as a full run (CPU's float16 LSTM, for one, runs oneDNN
     only without gradients) and compares with one bitwise.
     """
-    module = build(kind, parameters, device=device, dtype=dtype, **options)
+    module = _module_for_run(kind, parameters, device=device, dtype=dtype, **options)
     tensor = functools.partial(_as_tensor, device=device, dtype=dtype)
     leaves = {"input": tensor(x).requires_grad_()}
     if h0 is not None:
@@ -237,7 +269,7 @@ def measure_cell_loop(kind: str, parameters: dict[str, np.ndarray], x, *, device
     (1, N, H), the gradients are ``grad_weight_ih_l0``...), so one configuration feeds both this and
     :func:`measure`. A missing ``h0`` / ``c0`` is zeros, as for the layer.
     """
-    module = build(kind, parameters, device=device, dtype=dtype, cell=True)
+    module = _module_for_run(kind, parameters, device=device, dtype=dtype, cell=True)
     tensor = functools.partial(_as_tensor, device=device, dtype=dtype)
     leaves = {"input": tensor(x).requires_grad_()}
     hidden_size = _hidden_size(kind, parameters)
