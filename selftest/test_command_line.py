@@ -58,3 +58,24 @@ def test_absent_device_is_skipped_with_its_reason(pytester):
     result = run(pytester, "--device", "cuda", "--dtype", "float32", "-rs")
     result.assert_outcomes(skipped=9)
     result.stdout.fnmatch_lines(["*SKIPPED*cuda is not available on this machine*"])
+
+
+def test_speed_breakdown_accounts_for_the_run_loop(tmp_path):
+    """bench/breakdown.py (bench/ratio.py --breakdown) times each part of a run's loop; the parts fit inside it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    figures_path = tmp_path / "breakdown.json"
+    environment = dict(os.environ, RNNSPEC_BREAKDOWN=str(figures_path), PYTHONPATH=str(ROOT / "bench"))
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+                             "-p", "breakdown", str(ROOT / "spec" / "test_06_multidimensional.py")],
+                            cwd=ROOT, env=environment, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-2000:]
+    figures = json.loads(figures_path.read_text())
+    assert figures.pop("tests") == 12
+    loop = figures.pop("run loop")
+    assert all(seconds >= 0 for seconds in figures.values()), figures
+    assert figures["torch: backward"] > 0 and figures["torch: module calls (forward)"] > 0, figures
+    assert abs(sum(figures.values()) - loop) < 1e-6 * max(loop, 1.0) + 1e-9, (figures, loop)
