@@ -17,6 +17,10 @@ An entry that matches no selected test on a device of the run is reported as sta
 ``rnnspec/targets.py``) does not do, in the same form; its entries apply only when that target is
 under test, on every device unless an entry names one (``device = "cpu"``), and to tests with or
 without a device. ``tests`` may be one pattern or a list of them.
+
+An entry may hold only on some machines: ``when = "<condition>"`` names one of :data:`CONDITIONS`
+(e.g. ``"oneDNN does not serve bfloat16"``: a CPU without AVX512-BF16); where the condition is
+false the entry does not apply and is not stale. An unknown condition is a usage error.
 """
 
 from __future__ import annotations
@@ -29,6 +33,14 @@ from pathlib import Path
 
 import pytest
 
+from rnnspec import releases
+
+#: The machine conditions an entry may name with ``when``.
+CONDITIONS = {
+    "oneDNN does not serve bfloat16": lambda: "bfloat16" not in releases.onednn_rnn_dtypes(),
+    "oneDNN serves bfloat16": lambda: "bfloat16" in releases.onednn_rnn_dtypes(),
+}
+
 
 @dataclass(frozen=True)
 class Unsupported:
@@ -39,6 +51,16 @@ class Unsupported:
     match: str
     reason: str
     target: str | None = None  # the --target the entry is about (None: torch.nn as installed, any target)
+    when: str | None = None  # a machine condition of CONDITIONS (None: every machine)
+
+    def holds_here(self) -> bool:
+        """Whether this machine meets the entry's condition (always, without one)."""
+        if self.when is None:
+            return True
+        if self.when not in CONDITIONS:
+            raise pytest.UsageError(f"{self.file}: when = {self.when!r} is no known condition; choose from "
+                                    f"{', '.join(repr(c) for c in CONDITIONS)}")
+        return CONDITIONS[self.when]()
 
     @property
     def exception(self) -> type[BaseException]:
@@ -90,7 +112,7 @@ class Plugin:
     """Applies the expectation files as strict xfails and checks the raised message."""
 
     def __init__(self, folder: Path):
-        self.entries = load(folder)
+        self.entries = [entry for entry in load(folder) if entry.holds_here()]
         self.stale: list[Unsupported] = []
 
     def pytest_collection_modifyitems(self, config, items):

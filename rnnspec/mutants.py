@@ -199,23 +199,40 @@ def run(names: list[str], basetemp: Path) -> list[Verdict]:
     return [Verdict(**entry) for entry in json.loads(out.read_text())]
 
 
+def reference_rejected(verdicts: list[Verdict]) -> bool:
+    """Whether the correct implementation failed a test (or its session did not finish cleanly)."""
+    return any(v.failed or v.exit_code != 0 for v in verdicts if v.name == REFERENCE)
+
+
+def kills(verdict: Verdict, verdicts: list[Verdict]) -> list[str]:
+    """The tests that reject this mutant and accept the reference: a test the reference fails kills nothing."""
+    rejected_reference = {test for v in verdicts if v.name == REFERENCE for test in v.failed}
+    return [test for test in verdict.failed if test not in rejected_reference]
+
+
 def summary(verdicts: list[Verdict]) -> str:
-    """The kill rate, the reference's verdict, and which tests killed each mutant."""
-    mutants = [v for v in verdicts if v.name != REFERENCE]
-    killed = [v for v in mutants if v.killed]
-    lines = [f"mutant zoo: {len(killed)}/{len(mutants)} killed ({100 * len(killed) / max(len(mutants), 1):.0f} %), "
-             f"{sum(v.seconds for v in verdicts):.1f} s in sessions"]
+    """The reference's verdict first (a rejected reference is the headline), then the kill rate and the killers."""
+    lines = []
     for verdict in verdicts:
         if verdict.name == REFERENCE:
-            lines.append(f"  reference: {'ACCEPTED' if not verdict.failed else 'REJECTED'} ({verdict.passed} passed, "
+            accepted = not reference_rejected(verdicts)
+            lines.append(f"mutant zoo: reference {'ACCEPTED' if accepted else 'REJECTED'} ({verdict.passed} passed, "
                          f"{verdict.skipped} skipped, {len(verdict.failed)} failed, {verdict.seconds:.1f} s)"
+                         + ("" if accepted else ": the spec fails a correct implementation, so no kill below counts "
+                                                "until it passes; the tests it fails kill nothing")
                          + "".join(f"\n      {test}" for test in verdict.failed))
-            continue
-        lines.append(f"  {verdict.name}: {'killed' if verdict.killed else 'SURVIVED'} by {len(verdict.failed)} of "
+    mutants = [v for v in verdicts if v.name != REFERENCE]
+    killed = [v for v in mutants if kills(v, verdicts)]
+    rate = f"{len(killed)}/{len(mutants)} killed ({100 * len(killed) / max(len(mutants), 1):.0f} %)"
+    lines.append(f"mutant zoo: {rate if not reference_rejected(verdicts) else rate + ', not a verdict: the reference is rejected'}"
+                 f", {sum(v.seconds for v in verdicts):.1f} s in sessions")
+    for verdict in mutants:
+        killers = kills(verdict, verdicts)
+        lines.append(f"  {verdict.name}: {'killed' if killers else 'SURVIVED'} by {len(killers)} of "
                      f"{len(verdict.failed) + verdict.passed} tests ({verdict.seconds:.1f} s; "
                      f"{ZOO[verdict.name].models})")
         chapters: dict[str, list[str]] = {}
-        for test in verdict.failed:
+        for test in killers:
             path, _, rest = test.partition("::")
             chapters.setdefault(Path(path).stem, []).append(rest)
         for chapter, tests in chapters.items():
@@ -238,8 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.json:
         arguments.json.write_text(json.dumps([vars(v) for v in verdicts]))
     print(summary(verdicts))
-    reference_ok = all(not v.failed and v.exit_code == 0 for v in verdicts if v.name == REFERENCE)
-    return 0 if reference_ok and all(v.killed for v in verdicts if v.name != REFERENCE) else 1
+    survived = [v for v in verdicts if v.name != REFERENCE and not kills(v, verdicts)]
+    return 0 if not reference_rejected(verdicts) and not survived else 1
 
 
 if __name__ == "__main__":  # the zoo's own module, not a second copy of it as __main__

@@ -70,6 +70,10 @@ Stacking, directions, lengths
   inputs get zero gradient.  The backward pass mirrors this: where a step is padding its
   adjoint passes straight through to the previous state.
 * Inter-layer dropout is not modelled (dropout = 0 / eval mode).
+
+Arrays are taken as given (``np.asanyarray``): an ndarray subclass whose arithmetic rounds every
+result to a narrow dtype (``rnnspec.stepwise.Rounded``) runs this same code step by step in that
+dtype, which is how the tolerance table sizes a step-by-step computation's errors.
 """
 
 from __future__ import annotations
@@ -450,7 +454,7 @@ def forward(
     if c0 is not None and not is_lstm:
         raise ValueError("c0 is only accepted for kind='lstm'")
 
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asanyarray(x, dtype=np.float64)
     if x.ndim == 2:
         unbatched = True
         if lengths is not None:
@@ -468,7 +472,7 @@ def forward(
     def initial_state(s, features, name):
         if s is None:
             return np.zeros((D * num_layers, N, features))
-        s = np.asarray(s, dtype=np.float64)
+        s = np.asanyarray(s, dtype=np.float64)
         want = (D * num_layers, features) if unbatched else (D * num_layers, N, features)
         if s.shape != want:
             raise ValueError(f"{name} has shape {s.shape}, expected {want}")
@@ -496,7 +500,7 @@ def forward(
         outs, layer_params, layer_caches = [], [], []
         for direction in range(D):
             s = _suffix(layer, direction)
-            get = lambda base: np.asarray(params[base + s], dtype=np.float64) if base + s in params else None  # noqa: E731
+            get = lambda base: np.asanyarray(params[base + s], dtype=np.float64) if base + s in params else None  # noqa: E731
             p = CellParams(get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr"))
             k = layer * D + direction
             state0 = (h0_[k], c0_[k]) if is_lstm else (h0_[k],)
@@ -553,7 +557,7 @@ def backward(fwd: Forward, grad_output=None, grad_h_n=None, grad_c_n=None) -> di
     def upstream(g, like, name):
         if g is None:
             return np.zeros(like.shape)
-        g = np.asarray(g, dtype=np.float64)
+        g = np.asanyarray(g, dtype=np.float64)
         if g.shape != like.shape:
             raise ValueError(f"{name} has shape {g.shape}, expected {like.shape}")
         return g

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from rnnspec import machine, releases
+
 #: The dtypes the spec knows, by the name used in test ids, fixture names and ``--dtype``.
 DTYPES: dict[str, torch.dtype] = {
     "float64": torch.float64,
@@ -19,11 +21,6 @@ DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
 }
-
-#: Accelerator types probed for the default ``--device`` list, besides what
-#: ``torch.accelerator`` reports.
-ACCELERATORS = ("cuda", "mps", "xpu", "hpu", "mtia")
-
 
 class UsageError(ValueError):
     """A command-line value the spec cannot run with (conftest turns it into pytest's usage error)."""
@@ -62,9 +59,10 @@ def unavailability(device: torch.device) -> str | None:
 def default_device_names() -> list[str]:
     """cpu, then every accelerator this machine has."""
     names = ["cpu"]
-    if torch.accelerator.is_available():
-        names.append(torch.accelerator.current_accelerator().type)
-    for device_type in ACCELERATORS:
+    accelerator = releases.accelerator_type()
+    if accelerator is not None:
+        names.append(accelerator)
+    for device_type in releases.ACCELERATORS:
         if device_type not in names and unavailability(torch.device(device_type)) is None:
             names.append(device_type)
     return names
@@ -132,6 +130,7 @@ def restore_numerics(saved: dict) -> None:
         "default_dtype": torch.set_default_dtype,
         "deterministic_algorithms": torch.use_deterministic_algorithms,
         "grad_enabled": torch.set_grad_enabled,
+        "mkldnn.enabled": lambda v: setattr(torch.backends.mkldnn, "enabled", v),
     }
     now = numerics_flags()
     for name, value in saved.items():
@@ -148,6 +147,7 @@ def numerics_flags() -> dict:
         "default_dtype": torch.get_default_dtype(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "grad_enabled": torch.is_grad_enabled(),
+        "mkldnn.enabled": bool(torch.backends.mkldnn.enabled),
     }
 
 
@@ -158,4 +158,5 @@ def describe(devices: list[Device]) -> list[str]:
         state = "available" if device.unavailable_because is None else f"skipped: {device.unavailable_because}"
         lines.append(f"rnn-spec: device {device.name} ({state})")
     lines.append("rnn-spec: numerics pinned per test: cudnn.allow_tf32=False, cuda.matmul.allow_tf32=False")
+    lines.append(f"rnn-spec: machine: {machine.summary()}")
     return lines

@@ -45,7 +45,7 @@ FORMAT = "rnn-spec-provenance/1"
 ABOUT = ("Which environment recorded the fixtures in this folder. Rewritten by recording runs "
          "(pytest --regen-all --device cpu), never by a normal run: see README, 'Upgrade gate'.")
 #: The fields that tell two environments apart (a baseline is one value of these).
-IDENTITY = ("torch", "torch_git", "numpy", "python", "system", "machine", "cpu_capability", "numerics")
+IDENTITY = ("torch", "torch_git", "numpy", "python", "system", "machine", "cpu_capability", "cpu", "numerics")
 
 
 class ProvenanceError(ValueError):
@@ -57,7 +57,7 @@ def environment() -> dict:
     import numpy
     import torch
 
-    from rnnspec import platform
+    from rnnspec import machine, platform
 
     with platform.pinned_numerics():  # the flags in force inside a test (conftest pins them per test)
         flags = {name: _plain(value) for name, value in platform.numerics_flags().items()}
@@ -69,6 +69,7 @@ def environment() -> dict:
         "system": _platform.system(),
         "machine": _platform.machine(),
         "cpu_capability": _cpu_capability(torch),
+        "cpu": {key: value for key, value in machine.describe().items() if key != "cpu_capability"},
         "numerics": flags,
     }
 
@@ -77,8 +78,14 @@ def describe_baseline(baseline: dict) -> str:
     """One line, e.g. ``torch 2.13.0+cpu (numpy 2.4.6, Linux x86_64, AVX512; recorded 2026-11-28: 24 files in
     6 chapters)``."""
     details = [f"numpy {baseline.get('numpy')}", f"{baseline.get('system')} {baseline.get('machine')}"]
+    cpu = baseline.get("cpu") or {}
+    if cpu.get("cpu_model"):
+        details.append(f"{cpu['cpu_model']} ({cpu.get('cpu_vendor')})")
     if baseline.get("cpu_capability"):
         details.append(str(baseline["cpu_capability"]))
+    if cpu.get("blas"):
+        served = ", ".join(cpu.get("onednn_rnn_dtypes") or []) or "nothing"
+        details.append(f"{cpu['blas']} {cpu.get('blas_version')}, oneDNN LSTM in {served}, {cpu.get('threads')} threads")
     how = "declared" if str(baseline.get("how", "")).startswith("declared") else "recorded"
     chapters = baseline.get("fixtures", {})
     files = sum(len(names) for names in chapters.values())
@@ -153,7 +160,7 @@ def update(folder: Path, recorded: list[str], env: dict | None = None, *, today:
 
 
 def dumps(document: dict) -> str:
-    """JSON for review: indented, one line per fixture file, the numerics flags on one line."""
+    """JSON for review: indented, one line per fixture file, the CPU's facts and the numerics flags on one line each."""
     inline: dict[str, str] = {}
 
     def placeholder(value) -> str:
@@ -161,7 +168,7 @@ def dumps(document: dict) -> str:
         inline[key] = json.dumps(value, separators=(", ", ": "))
         return key
 
-    shown = {**document, "baselines": [{**b, "numerics": placeholder(b.get("numerics"))}
+    shown = {**document, "baselines": [{**b, "cpu": placeholder(b.get("cpu")), "numerics": placeholder(b.get("numerics"))}
                                        for b in document.get("baselines", [])]}
     text = json.dumps(shown, indent=2)
     for key, value in inline.items():

@@ -47,6 +47,8 @@ from __future__ import annotations
 
 import sys
 
+import pytest
+
 from rnnspec import recorded
 
 # The plugin below runs in every session, so this module stays small (it is compiled on every run
@@ -61,6 +63,19 @@ NONE_SELECTED = "(none selected)"  # the dtype of a claim about dtypes that --dt
 # ----------------------------------------------------------------------------------------------
 # The plugin
 # ----------------------------------------------------------------------------------------------
+
+#: Per test item: values it observed without asserting them (an exception's wording): the report keeps them,
+#: and ``compare`` shows those that changed (rnnspec/contracts.py).
+OBSERVATIONS = pytest.StashKey[dict]()
+
+
+@pytest.fixture
+def observe(request):
+    """``observe(what, value)``: keep an observed value for the upgrade gate's report, without asserting it."""
+    def keep(what: str, value: str) -> None:
+        request.node.stash.setdefault(OBSERVATIONS, {})[what] = value
+    return keep
+
 
 def pytest_addoption(parser):
     group = parser.getgroup("rnn-spec", "PyTorch recurrent-layer spec")

@@ -20,12 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from rnnspec import provenance, recorded
-from rnnspec.report import (NO_DTYPE, NONE_SELECTED, cell_text, chapter_of, chapter_title, is_worker, no_case,
-                            phase_outcome)
+from rnnspec import authority, provenance, recorded
+from rnnspec.report import (NO_DTYPE, NONE_SELECTED, OBSERVATIONS, cell_text, chapter_of, chapter_title, is_worker,
+                            no_case, phase_outcome)
 
 FORMAT = "rnn-spec-report"
-VERSION = 1
+VERSION = 2
+#: The versions the commands read: a version 1 report is read as version 2 with the new fields unknown.
+READABLE = (1, 2)
 SCHEMA = Path(__file__).with_name("report.schema.json")
 OUTCOMES = ("passed", "failed", "error", "xfailed", "xpassed", "skipped")
 WITNESSES = {  # a comparison's key in the report -> how the report names it
@@ -61,6 +63,7 @@ class Details:
             report.rnnspec_case = case_of(item)
             report.rnnspec_comparisons = item.stash.get(recorded.COMPARISONS, [])
             report.rnnspec_recorded = item.stash.get(recorded.RECORDED, [])
+            report.rnnspec_observations = item.stash.get(OBSERVATIONS, {})
         return report
 
     def pytest_runtest_logreport(self, report):
@@ -70,13 +73,16 @@ class Details:
                                               "behaviour": report.nodeid.split("::")[-1].split("[")[0],
                                               "claim": None, "device": None, "dtype": None, "params": {},
                                               "outcome": None, "reason": None, "message": None,
-                                              "duration_s": 0.0, "comparisons": []}
+                                              "duration_s": 0.0, "comparisons": [], "authority": None,
+                                              "observations": {}}
         row["duration_s"] = round(row["duration_s"] + (report.duration or 0.0), 6)
         case = getattr(report, "rnnspec_case", None)
         if case:
             row.update(case)
         if getattr(report, "rnnspec_comparisons", None):
             row["comparisons"] = report.rnnspec_comparisons
+        if getattr(report, "rnnspec_observations", None):
+            row["observations"] = dict(report.rnnspec_observations)
         self.recorded.extend(getattr(report, "rnnspec_recorded", None) or [])
         decided = phase_outcome(report)
         if decided is not None and (decided[0] == "error" or row["outcome"] is None):
@@ -134,8 +140,10 @@ def case_of(item) -> dict:
     if dtype is not None and not isinstance(dtype, str):  # NOTSET: no selected dtype is one this claim is about
         dtype, params["dtype"] = None, NONE_SELECTED
     doc = (getattr(getattr(item, "function", None), "__doc__", None) or "").strip()
+    claimed = authority.of(item)
     return {"chapter": Path(str(item.path)).stem, "behaviour": getattr(item, "originalname", item.name),
             "claim": doc.splitlines()[0] if doc else None,
+            "authority": None if claimed is None else {"kind": claimed.kind, "source": claimed.source},
             "device": None if device is None else str(device), "dtype": None if dtype is None else str(dtype),
             "params": {name: _word(value) for name, value in params.items()}}
 
@@ -166,7 +174,7 @@ def describe_run(config, *, exitstatus: int | None, duration: float) -> dict:
     import numpy
     import torch
 
-    from rnnspec import platform
+    from rnnspec import machine, platform, targets
 
     try:
         baseline = provenance.read(config.rootpath / "fixtures")
@@ -199,6 +207,9 @@ def describe_run(config, *, exitstatus: int | None, duration: float) -> dict:
         },
         "baseline": baseline,
         "totals": {},
+        "target": {"name": targets.active(config).name,
+                   "description": getattr(targets.active(config), "description", "torch.nn as installed")},
+        "cpu": machine.describe(),
     }
 
 
@@ -253,9 +264,28 @@ def load(path) -> dict:
         raise ReportError(f"{path}: not a readable JSON report ({error})") from None
     if not isinstance(report, dict) or report.get("format") != FORMAT:
         raise ReportError(f"{path}: not an {FORMAT} file (no \"format\": \"{FORMAT}\")")
-    if report.get("version") != VERSION:
-        raise ReportError(f"{path}: report version {report.get('version')!r}; this rnn-spec reads version {VERSION}")
-    return report
+    if report.get("version") not in READABLE:
+        raise ReportError(f"{path}: report version {report.get('version')!r}; this rnn-spec reads versions "
+                          f"{', '.join(map(str, READABLE))}")
+    return upgraded(report)
+
+
+def upgraded(report: dict) -> dict:
+    """A version 1 report as version 2: no target, CPU facts, authorities, observations or envelopes are known."""
+    if report["version"] == VERSION:
+        return report
+    unknown = {"name": "unknown (a version 1 report)", "description": "version 1 reports do not name their target"}
+    runs = [{**run, "target": run.get("target", unknown), "cpu": run.get("cpu", {
+        "cpu_model": None, "cpu_vendor": None, "cpu_capability": run["torch"].get("cpu_capability"), "blas": None,
+        "blas_version": None, "onednn_version": None, "onednn_rnn_dtypes": [], "threads": 1, "kernel_variables": {}})}
+        for run in report["runs"]]
+    results = []
+    for result in report["results"]:
+        comparisons = [{**comparison, "tensors": {name: {**tensor, "tolerance": {"envelope": False, **tensor["tolerance"]}}
+                                                  for name, tensor in comparison["tensors"].items()}}
+                       for comparison in result["comparisons"]]
+        results.append({"authority": None, "observations": {}, **result, "comparisons": comparisons})
+    return {**report, "version": VERSION, "runs": runs, "results": results}
 
 
 def dumps(report: dict) -> str:
@@ -521,6 +551,7 @@ def compare(before: dict, after: dict) -> dict:
     changes = {name: [] for name in ("new_failures", "new_passes", "support_appeared", "support_disappeared",
                                      "now_skipped", "no_longer_skipped", "other_outcome_changes",
                                      "only_before", "only_after")}
+    observed = []  # (key, what, before, after): observed values (an exception's wording) that changed
     drift = []
     for key in sorted(set(old) | set(new), key=str):
         a, b = old.get(key), new.get(key)
@@ -530,10 +561,14 @@ def compare(before: dict, after: dict) -> dict:
         if a["outcome"] != b["outcome"] or _xpass_strict(b):
             changes[_category(a, b)].append((key, a, b))
         drift += _drift(key, a, b)
+        for what in sorted(set(a.get("observations", {})) | set(b.get("observations", {}))):
+            x, y = a.get("observations", {}).get(what), b.get("observations", {}).get(what)
+            if x != y:
+                observed.append((key, what, x, y))
     grew = sorted([d for d in drift if d["change"] > 0], key=lambda d: (-d["after_ulp"], str(d["key"])))
     shrank = sorted([d for d in drift if d["change"] < 0], key=lambda d: (d["after_ulp"], str(d["key"])))
     return {"changes": changes, "grew": grew, "shrank": shrank, "compared": len(set(old) & set(new)),
-            "tensors": len(drift)}
+            "tensors": len(drift), "observations": observed}
 
 
 def _xpass_strict(result: dict) -> bool:
@@ -624,6 +659,15 @@ def render_comparison(before: dict, after: dict, result: dict, names: tuple[str,
                            f"{fmt(y['max_abs'])} | {fmt(x['max_rel'])} → {fmt(y['max_rel'])} | "
                            f"{_used(x)} → {_used(y)} |")
             out.append("")
+    observed = result.get("observations", [])
+    out += [f"## Observed without a promise, changed: {len(observed)}", "",
+            "What releases do without promising it (an exception's wording, chapter 15): a change is drift to "
+            "review, not a failure.", ""]
+    for key, what, x, y in observed:
+        test = key[1] if isinstance(key, tuple) else key
+        out.append(f"- `{test}` {what}: {x!r} → {y!r}")
+    if observed:
+        out.append("")
     unchanged = result["tensors"] - len(result["grew"]) - len(result["shrank"])
     out.append(f"Compared {result['compared']} tests present in both; {result['tensors']} tensor comparisons, "
                f"{unchanged} with unchanged figures.")

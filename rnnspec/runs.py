@@ -17,6 +17,7 @@ upstream gradients. ``bias`` is read from the parameters (no ``bias_*`` names: `
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -141,7 +142,7 @@ def _load(module: nn.Module, parameters: dict[str, np.ndarray], *, cell: bool, k
         raise ValueError(f"{type(module).__name__}({kind}, {options}) has parameters {names}, given {sorted(parameters)}")
     with torch.no_grad():
         for name, parameter in named:
-            parameter.copy_(torch.from_numpy(np.asarray(parameters[layer_name(name)], dtype=np.float64)))
+            parameter.copy_(torch.tensor(np.asarray(parameters[layer_name(name)], dtype=np.float64)))
             parameter.grad = None
 
 
@@ -227,7 +228,7 @@ def measure(kind: str, parameters: dict[str, np.ndarray], x, *, device: str, dty
     inputs = leaves["input"]
     batch_first = options.get("batch_first", False)
     if lengths is not None:
-        inputs = pack_padded_sequence(inputs, torch.as_tensor(lengths, dtype=torch.int64), batch_first=batch_first,
+        inputs = pack_padded_sequence(inputs, torch.tensor(np.asarray(lengths), dtype=torch.int64), batch_first=batch_first,
                                       enforce_sorted=enforce_sorted)
     output, final = module(inputs, state)
     if lengths is not None:
@@ -339,10 +340,37 @@ def relu_kink_distance(parameters: dict[str, np.ndarray], x, *, h0=None, **optio
     return float(pre_activations[pre_activations > 0].min())
 
 
+@dataclass(frozen=True)
+class TensorFacts:
+    """What a measured tensor was, before it became a float64 array: the output contract's facts."""
+
+    dtype: str  # "float32": the name of its torch dtype
+    device: str  # "cpu", "cuda:0"
+    shape: tuple[int, ...]
+    layout: str  # "strided" for an ordinary (dense) tensor
+    requires_grad: bool
+
+    @staticmethod
+    def of(tensor: torch.Tensor) -> "TensorFacts":
+        return TensorFacts(str(tensor.dtype).removeprefix("torch."), str(tensor.device), tuple(tensor.shape),
+                           str(tensor.layout).removeprefix("torch."), tensor.requires_grad)
+
+
+class Measurement(dict):
+    """A run's tensors as read-only float64 arrays, with the facts of each tensor as it came back (:attr:`facts`)."""
+
+    facts: dict[str, TensorFacts]
+
+
 def frozen(value):
-    """A run's results as read-only float64 arrays (dicts and tuples kept), safe to share between tests."""
+    """A run's results as read-only float64 arrays (dicts and tuples kept), safe to share between tests.
+
+    A dict becomes a :class:`Measurement` that keeps each torch tensor's dtype, device, shape and layout.
+    """
     if isinstance(value, dict):
-        return {key: frozen(item) for key, item in value.items()}
+        measurement = Measurement({key: frozen(item) for key, item in value.items()})
+        measurement.facts = {key: TensorFacts.of(item) for key, item in value.items() if isinstance(item, torch.Tensor)}
+        return measurement
     if isinstance(value, (tuple, list)):
         return tuple(frozen(item) for item in value)
     array = as_float64(value)

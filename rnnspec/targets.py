@@ -84,7 +84,7 @@ import pytest
 import torch
 from torch import nn
 
-from rnnspec import runs
+from rnnspec import releases, runs
 from rnnspec.module_kinds import MODULES
 
 
@@ -196,9 +196,7 @@ def compile_settings() -> contextlib.AbstractContextManager:
 
     stack = contextlib.ExitStack()
     stack.callback(torch._dynamo.reset)
-    stack.enter_context(torch._dynamo.config.patch(allow_rnn=True, recompile_limit=100_000,
-                                                   accumulated_recompile_limit=100_000,
-                                                   fail_on_recompile_limit_hit=True))
+    stack.enter_context(torch._dynamo.config.patch(allow_rnn=True, **releases.dynamo_recompile_settings(100_000)))
     return stack
 
 

@@ -99,3 +99,31 @@ def test_a_targets_expectations_apply_under_that_target_only(pytester):
     under_eager = pytester.runpytest_inprocess(*arguments)
     under_eager.assert_outcomes(failed=4)
     assert "stale expectation" not in under_eager.stdout.str()
+
+
+def test_an_entry_holds_only_where_its_machine_condition_does(pytester, monkeypatch):
+    """``when``: an entry whose condition is false on this machine applies to nothing and is not stale; a true one
+    applies; an unknown condition is a usage error naming the known ones."""
+    from rnnspec import expectations
+
+    monkeypatch.setitem(expectations.CONDITIONS, "always", lambda: True)
+    monkeypatch.setitem(expectations.CONDITIONS, "never", lambda: False)
+    pytester.makeconftest(CONFTEST.format(plugins=[]))
+    pytester.makepyfile(test_support=textwrap.dedent("""
+        def test_fails_here(device):
+            raise TypeError("no float128 kernel")
+
+        def test_passes(device):
+            pass
+    """))
+    entry = '[[unsupported]]\ntests = "{}"\nwhen = "{}"\nraises = "TypeError"\nmatch = "no float128"\nreason = "x"\n'
+    (pytester.path / "expectations").mkdir()
+    cpu = pytester.path / "expectations" / "cpu.toml"
+    cpu.write_text(entry.format("test_support.py::test_fails_here[[]cpu]", "always")
+                   + entry.format("test_support.py::test_passes[[]cpu]", "never"))
+    result = pytester.runpytest_inprocess("-p", "no:randomly", "-p", "no:cacheprovider", "-o", "xfail_strict=true")
+    result.assert_outcomes(xfailed=1, passed=1)
+    assert "stale expectation" not in result.stdout.str()
+    cpu.write_text(entry.format("test_support.py::test_passes[[]cpu]", "on Tuesdays"))
+    result = pytester.runpytest_inprocess("-p", "no:randomly", "-p", "no:cacheprovider")
+    assert result.ret == 4 and "when = 'on Tuesdays' is no known condition" in result.stderr.str()

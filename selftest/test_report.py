@@ -39,6 +39,7 @@ from repository_copy import copy_into
 from rnnspec import provenance, report, reporting
 from rnnspec.comparison import Tolerance
 from rnnspec.recorded import INF, error_figures, ordinals, record_command
+from rnnspec.records import INPUTS
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures"
@@ -237,10 +238,11 @@ def test_every_fixture_file_is_used_by_a_test(real_run):
     """A fixture file that no test of the whole spec reads is an orphan, even when its chapter declares the record."""
     results = real_run["report"]["results"]
     used = {c["fixture"] for r in results for c in r["comparisons"]}
+    used |= {fixture.rpartition("-")[0] + f"-{INPUTS}.npz" for fixture in used}  # its inputs file
     failing = {r["chapter"] for r in results if r["outcome"] in ("failed", "error")}
     unused = sorted(str(p.relative_to(ROOT)) for p in FIXTURES.glob("*/*.npz")
                     if str(p.relative_to(ROOT)) not in used and p.parent.name not in failing)
-    assert not unused, (f"fixture files no test uses: {unused}. Delete each (git rm) and its TRUTHS entry, or "
+    assert not unused, (f"fixture files no test uses: {unused}. Delete each (git rm) and its Record, or "
                         f"restore the test that calls spec_check with that record")
 
 
@@ -297,13 +299,15 @@ def result(name: str, outcome: str, *, device="cpu", dtype="float32", ulp: int |
     comparisons = [] if ulp is None else [{
         "record": name, "fixture": f"fixtures/test_01_x/{name}-{dtype}.npz", "fixture_readable": True,
         "truth": name, "law": "a law", "recording": False,
-        "tensors": {"output": {"shape": [2], "tolerance": {"rtol": 1e-6, "atol": 1e-5, "elementwise_relative": False},
+        "tensors": {"output": {"shape": [2], "tolerance": {"rtol": 1e-6, "atol": 1e-5, "elementwise_relative": False,
+                                                            "envelope": False},
                                "against_reference": figures(ulp, ulp * 1e-7),
                                "against_fixture": figures(ulp, ulp * 1e-7),
                                "fixture_against_reference": figures(0)}}}]
     return {"run": run, "nodeid": f"spec/test_01_x.py::test_{name}[{device}-{dtype}]", "chapter": "test_01_x",
             "behaviour": f"test_{name}", "claim": None, "device": device, "dtype": dtype, "params": {},
-            "outcome": outcome, "reason": reason, "message": message, "duration_s": 0.01, "comparisons": comparisons}
+            "outcome": outcome, "reason": reason, "message": message, "duration_s": 0.01, "comparisons": comparisons,
+            "authority": {"kind": "documented", "source": "https://pytorch.org/docs/stable/"}, "observations": {}}
 
 
 def synthetic(torch_version: str, results: list[dict], label: str = "linux-x86_64",
@@ -318,9 +322,23 @@ def synthetic(torch_version: str, results: list[dict], label: str = "linux-x86_6
                        for d in devices],
            "numerics": {"in_tests": flags, "session": flags, "deterministic_warn_only": False,
                         "cudnn": {"enabled": True, "deterministic": False, "benchmark": False}},
-           "totals": reporting.totals(results)}
-    return {"format": "rnn-spec-report", "version": 1, "created": "2026-01-01T00:00:00+00:00", "runs": [run],
+           "totals": reporting.totals(results), "target": {"name": "eager", "description": "torch.nn as installed"},
+           "cpu": {"cpu_model": "AMD EPYC", "cpu_vendor": "AuthenticAMD", "cpu_capability": "AVX2", "blas": "mkl",
+                   "blas_version": "2024.2", "onednn_version": "3.12.0", "onednn_rnn_dtypes": ["float32"],
+                   "threads": 2, "kernel_variables": {}}}
+    return {"format": "rnn-spec-report", "version": 2, "created": "2026-01-01T00:00:00+00:00", "runs": [run],
             "results": results}
+
+
+def version_1(report: dict) -> dict:
+    """The same report as version 1 wrote it: no target, CPU facts, authorities, observations or envelopes."""
+    runs = [{key: value for key, value in run.items() if key not in ("target", "cpu")} for run in report["runs"]]
+    results = [{**{key: value for key, value in result.items() if key not in ("authority", "observations")},
+                "comparisons": [{**c, "tensors": {name: {**t, "tolerance": {k: v for k, v in t["tolerance"].items()
+                                                                          if k != "envelope"}}
+                                                  for name, t in c["tensors"].items()}} for c in result["comparisons"]]}
+               for result in report["results"]]
+    return {**report, "version": 1, "runs": runs, "results": results}
 
 
 BEFORE = synthetic("2.13.0", [
@@ -393,7 +411,21 @@ def test_reports_of_another_version_are_refused(tmp_path, capsys):
     """A report of an unknown version is refused with a message, exit 2, rather than misread."""
     (tmp_path / "old.json").write_text(json.dumps({**BEFORE, "version": 0}))
     assert reporting.main(["render", str(tmp_path / "old.json")]) == 2
-    assert "report version 0; this rnn-spec reads version 1" in capsys.readouterr().err
+    assert "report version 0; this rnn-spec reads versions 1, 2" in capsys.readouterr().err
+
+
+def test_version_1_reports_are_read_as_version_2_with_the_new_fields_unknown(tmp_path):
+    """compare reads a version 1 report: its target is unknown, its claims carry no authority, nothing else moves."""
+    (tmp_path / "old.json").write_text(json.dumps(version_1(BEFORE)))
+    (tmp_path / "new.json").write_text(json.dumps(AFTER))
+    old = reporting.load(tmp_path / "old.json")
+    assert old["version"] == 2 and not reporting.validate(old), reporting.validate(old)
+    assert old["runs"][0]["target"]["name"].startswith("unknown") and old["results"][0]["authority"] is None
+    def outcomes(result):
+        return {name: [(key, a and a["outcome"], b and b["outcome"]) for key, a, b in entries]
+                for name, entries in result["changes"].items()}
+    assert outcomes(reporting.compare(old, reporting.load(tmp_path / "new.json"))) == \
+        outcomes(reporting.compare(BEFORE, AFTER))
 
 
 def test_merge_makes_one_matrix_with_a_column_per_device_of_each_machine(tmp_path):
@@ -612,7 +644,7 @@ def test_a_deleted_fixture_fails_with_the_command_that_records_it(damaged):
     messages = damaged.messages(path)
     assert any("is missing" in m and f"Record it on CPU with: {record_command(nodeid)}" in m
                for m in messages), messages
-    assert any("declares records without fixtures" in m and f"pytest --regen-all --device cpu spec/{CHAPTER}.py" in m
+    assert any("declares records without their files" in m and f"pytest --regen-all --device cpu spec/{CHAPTER}.py" in m
                for m in messages), messages
 
 
@@ -682,11 +714,14 @@ def test_a_recording_run_updates_provenance_and_summarises_what_moved(recording)
     document = provenance.read(root / "fixtures")
     recorded_by = [b for b in document["baselines"] if b["how"] == "recorded by pytest --regen-all"]
     assert len(recorded_by) == 1 and recorded_by[0]["torch"] == torch.__version__
-    assert {c: sorted(files) for c, files in recorded_by[0]["fixtures"].items()} == {
-        CHAPTER: sorted(p.name for p in (root / "fixtures" / CHAPTER).glob("*.npz"))}
-    assert len(document["baselines"]) == 1 and provenance.problems(document, root / "fixtures") == []
+    files = sorted(p.name for p in (root / "fixtures" / CHAPTER).glob("*.npz"))
+    outputs = [name for name in files if not name.endswith(f"-{INPUTS}.npz")]
+    assert {c: sorted(names) for c, names in recorded_by[0]["fixtures"].items()} == {CHAPTER: outputs}
+    inputs = [b for b in document["baselines"] if b is not recorded_by[0]]  # kept: a recording writes no inputs file
+    assert [sorted(b["fixtures"][CHAPTER]) for b in inputs] == [sorted(set(files) - set(outputs))]
+    assert provenance.problems(document, root / "fixtures") == []
     changes = (root / "fixtures" / "CHANGES.md").read_text()
-    assert "11 unchanged, 1 changed, 0 new, 0 deleted fixture files." in changes, changes
+    assert "14 unchanged, 1 changed, 0 new, 0 deleted fixture files." in changes, changes
     moved = rf"\| `{CHAPTER}/relu_rnn_two_steps-float32.npz` \| `output` 1 ULP in 1 of \d+ values"
     assert re.search(moved, changes), changes
 
@@ -702,6 +737,6 @@ def test_rebaseline_summary_command_compares_with_a_git_revision(recording, caps
     """`python -m rnnspec.report rebaseline-summary -o -` prints the summary; an unknown revision is exit 2."""
     fixtures = str(recording["root"] / "fixtures")
     assert reporting.main(["rebaseline-summary", "--fixtures", fixtures, "-o", "-"]) == 0
-    assert "11 unchanged, 1 changed" in capsys.readouterr().out
+    assert "14 unchanged, 1 changed" in capsys.readouterr().out
     assert reporting.main(["rebaseline-summary", "--fixtures", fixtures, "--base", "nosuchrev"]) == 2
     assert "nosuchrev" in capsys.readouterr().err

@@ -18,15 +18,19 @@ bias 0.
 * The relu clamps: x = (1, -3, 2, 0.5) gives h = (0.5, max(0, -1.5 + 0.25) = 0,
   max(0, 1 + 0) = 1, max(0, 0.25 + 0.5) = 0.75).
 
-Every one of these numbers is a dyadic rational with a few bits, so every dtype holds it exactly:
-the spec asserts exact equality on every device and dtype, besides the recorded fixture.
+Every one of these numbers is a dyadic rational with a few bits, and so is every product and
+partial sum on the way (0.5 · 1, 0.5 · 0.5, 1 + 0.25...): IEEE 754 arithmetic computes each
+exactly in every dtype, in any order of summation, so the spec asserts exact equality on every
+device and dtype, besides the recorded fixture. h_n is output[-1] bit for bit: the same state,
+returned twice.
 """
 
 import numpy as np
 import pytest
 
-from rnnspec.comparison import Truth
-from rnnspec.runs import constant_parameters, derive, measure, memoised
+from rnnspec import authority
+from rnnspec.records import Record
+from rnnspec.runs import constant_parameters
 
 RELU_HALF = constant_parameters("rnn_relu", 1, 1, weight=0.5)
 STEPS = {
@@ -36,37 +40,27 @@ STEPS = {
 }
 HAND_DERIVED_OUTPUTS = {"one_step": [0.5], "two_steps": [0.5, 0.75], "relu_clamps": [0.5, 0.0, 1.0, 0.75]}
 
-
-def inputs(case: str) -> np.ndarray:
-    return np.array(STEPS[case]).reshape(-1, 1, 1)
-
-
-@memoised
-def run(case: str, device: str, dtype: str) -> dict:
-    return measure("rnn_relu", RELU_HALF, inputs(case), device=device, dtype=dtype)
-
-
-def reference_truth(case: str) -> Truth:
-    return Truth(
-        behaviour=f"relu RNN forward values ({case.replace('_', ' ')})",
-        law="h_t = relu(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), weights 0.5, biases 0, h_0 = 0",
-        values=derive("rnn_relu", RELU_HALF, inputs(case)),
-    )
+RECORDS = {
+    case: Record(__name__, f"relu_rnn_{case}", kind="rnn_relu",
+                 behaviour=f"relu RNN forward values ({case.replace('_', ' ')})",
+                 law="h_t = relu(W_ih x_t + b_ih + W_hh h_{t-1} + b_hh), weights 0.5, biases 0, h_0 = 0",
+                 inputs=lambda case=case: dict(parameters=RELU_HALF, x=np.array(STEPS[case]).reshape(-1, 1, 1)))
+    for case in STEPS
+}
 
 
-TRUTHS = {f"relu_rnn_{case}": (lambda case=case: reference_truth(case)) for case in STEPS}
-
-
+@pytest.mark.documented(authority.RNN)
 @pytest.mark.parametrize("case", list(STEPS))
 def test_relu_rnn_forward_matches_the_recurrence(case, device, dtype, spec_check):
     """Output, h_n and every gradient of the relu RNN with weights 0.5 match the recurrence."""
-    spec_check(run(case, device, dtype), f"relu_rnn_{case}")
+    spec_check(RECORDS[case])
 
 
+@pytest.mark.derived("dyadic values of a few bits: every product and partial sum is exact in every dtype, in any order")
 @pytest.mark.parametrize("case", list(STEPS))
 def test_relu_rnn_outputs_are_exactly_the_hand_derived_values(case, device, dtype):
     """0.5; then 0.5, 0.75; then 0.5, 0, 1, 0.75: exact in every dtype (dyadic numbers)."""
-    output = run(case, device, dtype)["output"]
+    output = RECORDS[case].measured(device, dtype)["output"]
     expected = HAND_DERIVED_OUTPUTS[case]
     assert output.flatten().tolist() == expected, (
         f"relu RNN forward [{device}-{dtype}, x={STEPS[case]}]: output {output.flatten().tolist()} "
@@ -74,10 +68,11 @@ def test_relu_rnn_outputs_are_exactly_the_hand_derived_values(case, device, dtyp
     )
 
 
+@pytest.mark.documented(authority.RNN)
 @pytest.mark.parametrize("case", list(STEPS))
 def test_h_n_is_the_last_output_step(case, device, dtype):
     """h_n is bitwise output[-1], with shape (num_layers, N, H) = (1, 1, 1)."""
-    measured = run(case, device, dtype)
+    measured = RECORDS[case].measured(device, dtype)
     shapes = (measured["output"].shape, measured["h_n"].shape)
     assert shapes == ((len(STEPS[case]), 1, 1), (1, 1, 1)), f"[{device}-{dtype}, {case}] shapes (output, h_n) = {shapes}"
     assert np.array_equal(measured["h_n"][0], measured["output"][-1]), (

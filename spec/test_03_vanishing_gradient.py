@@ -32,12 +32,12 @@ From t = 9 (1.1e-7) on the gradient is a nonzero subnormal, then normal from t =
 import numpy as np
 import pytest
 
-from rnnspec import closed_forms
-from rnnspec.comparison import Truth, assert_agrees
-from rnnspec.runs import constant_parameters, derive, measure, memoised
+from rnnspec import authority, closed_forms
+from rnnspec.comparison import assert_agrees
+from rnnspec.records import Record
+from rnnspec.runs import constant_parameters
 
 HALVES = constant_parameters("rnn_tanh", 1, 1, weight=0.5)
-X = np.ones((20, 1, 1))
 NOTEBOOK = {  # as the notebook printed them: torch's 4 decimals, fixed or scientific
     "h_n": "0.6879", "grad_weight_hh_l0": "0.4920", "grad_weight_ih_l0": "0.7152",
     "grad_input[t=1]": "4.7499e-12", "grad_input[t=20]": "2.6340e-01",
@@ -48,28 +48,24 @@ def printed(value: float, like: str) -> str:
     return f"{value:.4e}" if "e" in like else f"{value:.4f}"
 
 
-@memoised
+TWENTY_STEPS = Record(__name__, "tanh_rnn_weights_half_twenty_steps", kind="rnn_tanh",
+                      behaviour="vanishing gradient (tanh RNN, weights 0.5, 20 steps)",
+                      law="dh_T/dx_t = w_ih (1 - h_t^2) prod_{s>t} w_hh (1 - h_s^2)",
+                      inputs=lambda: dict(parameters=HALVES, x=np.ones((20, 1, 1))),
+                      relative=frozenset({"grad_input"}))
+
+
 def run(device: str, dtype: str) -> dict:
-    return measure("rnn_tanh", HALVES, X, device=device, dtype=dtype)
+    return TWENTY_STEPS.measured(device, dtype)
 
 
-def vanishing_truth() -> Truth:
-    return Truth(
-        behaviour="vanishing gradient (tanh RNN, weights 0.5, 20 steps)",
-        law="dh_T/dx_t = w_ih (1 - h_t^2) prod_{s>t} w_hh (1 - h_s^2)",
-        values=derive("rnn_tanh", HALVES, X),
-        relative=frozenset({"grad_input"}),
-    )
-
-
-TRUTHS = {"tanh_rnn_weights_half_twenty_steps": vanishing_truth}
-
-
+@pytest.mark.documented(authority.RNN)
 def test_notebook_values_h_n_and_gradients(device, dtype, spec_check):
     """h_n, every gradient, ∂x from 4.7499e-12 to 0.2634: the reference rounded to the dtype, relatively."""
-    spec_check(run(device, dtype), "tanh_rnn_weights_half_twenty_steps")
+    spec_check(TWENTY_STEPS)
 
 
+@pytest.mark.derived("the documented recurrence, far within the last printed digit in float64 and float32")
 @pytest.mark.dtypes("float64", "float32")
 def test_notebook_printed_numbers_hold_to_their_printed_digits(device, dtype):
     """The notebook's printed 0.6879, 0.4920, 0.7152, 4.7499e-12 and 0.2634 hold to their last digit."""
@@ -82,6 +78,7 @@ def test_notebook_printed_numbers_hold_to_their_printed_digits(device, dtype):
             f"vanishing gradient [{device}-{dtype}]: {name} = {got[name]!r} does not print as the notebook's {text}")
 
 
+@pytest.mark.derived("backpropagation through the documented tanh recurrence")
 def test_consecutive_input_gradient_ratio_is_w_hh_times_one_minus_h_squared(device, dtype, tolerance):
     """∂x_t / ∂x_{t+1} = w_hh (1 − h_t²), with h_t the measured hidden state at the earlier step."""
     measured = run(device, dtype)
@@ -95,11 +92,12 @@ def test_consecutive_input_gradient_ratio_is_w_hh_times_one_minus_h_squared(devi
                   config=f"{device}-{dtype}", law="dx_t/dx_(t+1) = w_hh (1 - h_t^2)")
 
 
+@pytest.mark.derived("IEEE 754: a value below half of float16's smallest subnormal, 2^-25, rounds to 0")
 @pytest.mark.dtypes("float16")
 def test_float16_early_gradients_underflow_to_exactly_zero(device, dtype):
     """In float16, ∂x_t for t = 1…7 (true values < 2^-25) is exactly 0; from t = 9 on it is nonzero."""
     grad = run(device, dtype)["grad_input"].flatten()
-    truth = np.abs(vanishing_truth().values["grad_input"].flatten())
+    truth = np.abs(TWENTY_STEPS.truth().values["grad_input"].flatten())
     assert (truth[:7] < closed_forms.float16_underflow_threshold()).all()
     assert (grad[:7] == 0).all(), (
         f"float16 underflow [{device}-float16]: ∂x_1…∂x_7 (true 4.7e-12…7.7e-9 < 2^-25) should be exactly 0, got {grad[:7]}")

@@ -21,8 +21,9 @@ stored weights come from the NumPy reference, as do the gradients of h_n (upstre
 import numpy as np
 import pytest
 
-from rnnspec.comparison import Truth, assert_agrees, magnitude
-from rnnspec.runs import derive, measure, memoised
+from rnnspec import authority
+from rnnspec.comparison import assert_agrees, magnitude
+from rnnspec.records import Record
 
 NOTEBOOK_WEIGHTS = {
     "weight_ih_l0": np.array([[0.2224, -0.1436], [-0.4591, -0.0053], [-0.2355, 0.2791]]),
@@ -35,25 +36,23 @@ NOTEBOOK_OUTPUT = np.array([[[0.2178, 0.2392, 0.7638]], [[0.5607, 0.0734, 0.7473
 PRINTED_WEIGHTS_ERROR = 2e-4  # the notebook's own statement of how far its rounded weights reach
 
 
-def multidimensional_truth() -> Truth:
-    return Truth(behaviour="RNN(2, 3) forward and gradients (notebook weights)",
-                 law="h_t = tanh(W_ih x_t + b_ih + W_hh h_(t-1) + b_hh), W_ih 3x2, W_hh 3x3",
-                 values=derive("rnn_tanh", NOTEBOOK_WEIGHTS, X))
+NOTEBOOK_WEIGHTS_RUN = Record(__name__, "rnn_2_to_3_notebook_weights", kind="rnn_tanh",
+                              behaviour="RNN(2, 3) forward and gradients (notebook weights)",
+                              law="h_t = tanh(W_ih x_t + b_ih + W_hh h_(t-1) + b_hh), W_ih 3x2, W_hh 3x3",
+                              inputs=lambda: dict(parameters=NOTEBOOK_WEIGHTS, x=X))
 
 
-TRUTHS = {"rnn_2_to_3_notebook_weights": multidimensional_truth}
-
-
-@memoised
 def run(device, dtype):
-    return measure("rnn_tanh", NOTEBOOK_WEIGHTS, X, device=device, dtype=dtype)
+    return NOTEBOOK_WEIGHTS_RUN.measured(device, dtype)
 
 
+@pytest.mark.documented(authority.RNN)
 def test_outputs_and_gradients_match_the_reference(device, dtype, spec_check):
     """Output, h_n and every gradient of RNN(2, 3) with the notebook's weights match the NumPy reference."""
-    spec_check(run(device, dtype), "rnn_2_to_3_notebook_weights")
+    spec_check(NOTEBOOK_WEIGHTS_RUN)
 
 
+@pytest.mark.documented(authority.RNN)
 def test_output_is_L_N_H_and_h_n_is_layers_N_H(device, dtype):
     """output has shape (2, 1, 3), h_n (1, 1, 3), and h_n is bitwise output[-1]."""
     measured = run(device, dtype)
@@ -63,6 +62,7 @@ def test_output_is_L_N_H_and_h_n_is_layers_N_H(device, dtype):
         f"RNN(2, 3) [{device}-{dtype}]: h_n {measured['h_n'].tolist()} ≠ output[-1] {measured['output'][-1].tolist()}")
 
 
+@pytest.mark.derived("the documented recurrence on the notebook's weights, printed rounded to 4 decimals")
 def test_outputs_reproduce_the_notebook_within_2e_4(device, dtype, tolerance):
     """[0.2178, 0.2392, 0.7638] and [0.5607, 0.0734, 0.7473] within 2e-4, plus the dtype's own (normwise) tolerance."""
     allowed = tolerance.normwise(magnitude(NOTEBOOK_OUTPUT)).plus_atol(

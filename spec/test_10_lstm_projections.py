@@ -21,20 +21,20 @@ h_n and c_n. Output, h_n, c_n and the gradients of input, h0, c0 and every param
 (``weight_hr`` included) are checked against the NumPy reference, which applies
 :math:`W_{hr}` exactly as above and backpropagates through it
 (:math:`\delta m = W_{hr}^\top \delta h`, :math:`\delta W_{hr} \mathrel{+}= \delta h\, m^\top`).
-The last layer's h_n is the projected output at each direction's last step, bitwise.
+The last layer's h_n is the projected output at each direction's last step, bit for bit: the same
+state, returned in two places.
 
 On CPU, float32 and bfloat16 LSTMs normally run oneDNN; with projections torch falls back to its
 default implementation and warns once per process ("LSTM with projections is not supported with
 oneDNN"). The warning is expected here and filtered; the values are the same specification.
 """
 
-import functools
-
 import numpy as np
 import pytest
 
-from rnnspec.comparison import Truth
-from rnnspec.runs import derive, frozen, measure, memoised, random_array, random_parameters
+from rnnspec import authority
+from rnnspec.records import Record
+from rnnspec.runs import random_array, random_parameters
 
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN:UserWarning")
 
@@ -42,12 +42,6 @@ INPUT, HIDDEN, PROJ, LAYERS, STEPS, BATCH = 2, 4, 2, 2, 3, 2
 D = 2
 OPTIONS = dict(num_layers=LAYERS, bidirectional=True, proj_size=PROJ)
 STATES = D * LAYERS
-CONFIG = dict(OPTIONS, parameters=random_parameters("lstm", INPUT, HIDDEN, seed=1000, **OPTIONS),
-              x=random_array((STEPS, BATCH, INPUT), seed=1001),
-              h0=random_array((STATES, BATCH, PROJ), seed=1002), c0=random_array((STATES, BATCH, HIDDEN), seed=1003),
-              grad_output=random_array((STEPS, BATCH, D * PROJ), seed=1004),
-              grad_h_n=random_array((STATES, BATCH, PROJ), seed=1005),
-              grad_c_n=random_array((STATES, BATCH, HIDDEN), seed=1006))
 LAW = "c_t = f c_(t-1) + i g (H features); h_t = W_hr (o tanh c_t) (P features), fed back and to the next layer"
 EXPECTED_SHAPES = {
     "output": (STEPS, BATCH, D * PROJ), "h_n": (STATES, BATCH, PROJ), "c_n": (STATES, BATCH, HIDDEN),
@@ -57,26 +51,29 @@ EXPECTED_SHAPES = {
     "grad_weight_ih_l1": (4 * HIDDEN, D * PROJ), "grad_weight_ih_l1_reverse": (4 * HIDDEN, D * PROJ),
 }
 
+PROJECTED = Record(
+    __name__, "lstm_proj_2layers_bidir_h0c0", kind="lstm", law=LAW, options=OPTIONS,
+    behaviour="LSTM projection (proj_size 2, hidden 4, 2 layers, bidirectional)",
+    inputs=lambda: dict(parameters=random_parameters("lstm", INPUT, HIDDEN, seed=1000, **OPTIONS),
+                        x=random_array((STEPS, BATCH, INPUT), seed=1001),
+                        h0=random_array((STATES, BATCH, PROJ), seed=1002),
+                        c0=random_array((STATES, BATCH, HIDDEN), seed=1003),
+                        grad_output=random_array((STEPS, BATCH, D * PROJ), seed=1004),
+                        grad_h_n=random_array((STATES, BATCH, PROJ), seed=1005),
+                        grad_c_n=random_array((STATES, BATCH, HIDDEN), seed=1006)))
 
-@memoised
+
 def run(device: str, dtype: str) -> dict:
-    return measure("lstm", **CONFIG, device=device, dtype=dtype)
+    return PROJECTED.measured(device, dtype)
 
 
-@functools.cache
-def projection_truth() -> Truth:
-    return Truth(behaviour="LSTM projection (proj_size 2, hidden 4, 2 layers, bidirectional)", law=LAW,
-                 values=frozen(derive("lstm", **CONFIG)))
-
-
-TRUTHS = {"lstm_proj_2layers_bidir_h0c0": projection_truth}
-
-
+@pytest.mark.documented(authority.LSTM)
 def test_projected_lstm_matches_the_reference(device, dtype, spec_check):
     """Output, h_n, c_n and the gradients of input, h0, c0 and every parameter, weight_hr included."""
-    spec_check(run(device, dtype), "lstm_proj_2layers_bidir_h0c0")
+    spec_check(PROJECTED)
 
 
+@pytest.mark.documented(authority.LSTM)
 def test_output_and_h_n_have_proj_size_features_and_c_n_hidden_size(device, dtype):
     """output (3, 2, 2·2), h_n (4, 2, 2), c_n (4, 2, 4); weight_hr (2, 4), weight_hh (16, 2), weight_ih_l1 (16, 4)."""
     measured = run(device, dtype)
@@ -86,6 +83,7 @@ def test_output_and_h_n_have_proj_size_features_and_c_n_hidden_size(device, dtyp
                        f"  law: output and h carry proj_size = {PROJ} features, c carries hidden_size = {HIDDEN}")
 
 
+@pytest.mark.documented(authority.LSTM)
 def test_h_n_is_the_projected_output_at_each_directions_last_step(device, dtype):
     """h_n[last layer, forward] is output[step L, :P] and h_n[last layer, reverse] is output[step 1, P:], bitwise."""
     measured = run(device, dtype)

@@ -17,7 +17,8 @@ $$ \text{output}[t, b] = \begin{cases} \text{output of sequence } b \text{ run a
   the sequences).
 
 ``enforce_sorted=True`` requires the lengths in decreasing order (it raises ``RuntimeError``
-otherwise: "`lengths` array must be sorted in decreasing order when `enforce_sorted` is True");
+otherwise, naming ``enforce_sorted`` and the decreasing order; torch 2.13 says "`lengths` array
+must be sorted in decreasing order when `enforce_sorted` is True");
 ``enforce_sorted=False`` sorts the batch internally and restores the caller's order in the output
 and in h_n / c_n. Both compute the same thing: the sorted batch with ``enforce_sorted=True`` gives
 the unsorted run's values and gradients, permuted.
@@ -28,22 +29,26 @@ N = 3, unsorted lengths (3, 5, 2), seeded weights from :math:`[-1/\sqrt3, 1/\sqr
 positions** (anything read from them would show), a non-zero h0 (c0), seeded upstream gradients
 on output, h_n and c_n. (A real MPS bug computed packed sequences wrongly for batch > 1: the
 batch here has three sequences of three lengths.) Each is checked against the NumPy reference
-(``lengths=``), values and gradients; the structural laws compare torch with itself: exactly on
-CPU where the computation is the same (sorted versus unsorted, zeros, h_n), and within twice the
-row against each sequence run alone, since a batch of three and a batch of one multiply matrices
-of different shapes and may round differently (they do in float32 on CPU, by 6e-8).
+(``lengths=``), values and gradients; the structural laws compare torch with itself. Exactly
+where no arithmetic lies between the two: h_n is the output at each sequence's true last step
+(the same state, returned twice), and padded positions are 0 in the output (padding writes 0)
+and in the input gradient (no path reaches them: a sum of products by 0). Between two runs
+within the sum of their tolerances: each sequence against its run alone, the sorted batch
+against the unsorted one, since a batch of three and a batch of one (or a reordered batch)
+multiply matrices of other shapes and may round differently (they do in float32 on CPU, by 6e-8).
 """
-
-import functools
 
 import numpy as np
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from rnnspec.comparison import Tolerance, Truth, assert_agrees, magnitude
+from rnnspec import authority
+from rnnspec.comparison import assert_agrees
+from rnnspec.contracts import assert_raises
 from rnnspec.platform import DTYPES
-from rnnspec.runs import derive, frozen, measure, memoised, random_array, random_parameters
+from rnnspec.records import Case, Record
+from rnnspec.runs import random_array, random_parameters
 
 NAMES = {"rnn_tanh": "RNN(tanh)", "lstm": "LSTM", "gru": "GRU"}
 #: The packed path of each recurrent class: nn.RNN (its relu mode shares the class and the packing
@@ -58,13 +63,14 @@ STATES = (2, BATCH, HIDDEN)
 #: 2200, 2300) whose run on CPU stays within half the row of the truth in every dtype.
 SEEDS = {"rnn_tanh": 2000, "lstm": 2210, "gru": 2300}
 BATCH_AXIS = {"output": 1, "grad_input": 1, "h_n": 1, "c_n": 1, "grad_h0": 1, "grad_c0": 1}  # else: a parameter
+PER_SEQUENCE = ("x", "h0", "c0", "grad_output", "grad_h_n", "grad_c_n")  # the arrays with a batch axis (axis 1)
 LAW = "sequence b advances only for t < length_b; output 0 beyond; h_n at the true last step"
 
 
-def configuration(kind: str) -> dict:
+def arrays(kind: str) -> dict:
     seed = SEEDS[kind]
     config = dict(parameters=random_parameters(kind, INPUT, HIDDEN, seed=seed, bidirectional=True),
-                  x=random_array((STEPS, BATCH, INPUT), seed=seed + 1), lengths=LENGTHS, bidirectional=True,
+                  x=random_array((STEPS, BATCH, INPUT), seed=seed + 1), lengths=LENGTHS,
                   h0=random_array(STATES, seed=seed + 2), grad_output=random_array((STEPS, BATCH, 2 * HIDDEN), seed=seed + 3),
                   grad_h_n=random_array(STATES, seed=seed + 4))
     if kind == "lstm":
@@ -72,71 +78,82 @@ def configuration(kind: str) -> dict:
     return config
 
 
-def batch_slice(config: dict, index) -> dict:
-    """The configuration restricted to batch entries ``index`` (a slice or an index array), lengths included."""
-    sliced = {name: value[:, index] for name, value in config.items()
-              if name in ("x", "h0", "c0", "grad_output", "grad_h_n", "grad_c_n")}
-    return dict(config, **sliced, lengths=config["lengths"][index])
+RECORDS = {kind: Record(__name__, f"{kind}_packed_bidir_lengths_3_5_2", kind=kind, law=LAW,
+                        behaviour=f"{NAMES[kind]} packed sequences (lengths 3, 5, 2)",
+                        inputs=lambda kind=kind: arrays(kind), options=dict(bidirectional=True))
+           for kind in KINDS}
 
 
-@memoised
-def run(kind: str, device: str, dtype: str) -> dict:
-    return measure(kind, **configuration(kind), device=device, dtype=dtype)
+def stored_arrays(kind: str) -> dict:
+    record = RECORDS[kind]
+    return {key: value for key, value in record.configuration().items() if key not in record.options}
 
 
-@memoised
-def run_sorted(kind: str, device: str, dtype: str) -> dict:
-    """The batch reordered by decreasing length, packed with enforce_sorted=True."""
-    return measure(kind, **batch_slice(configuration(kind), SORTED), enforce_sorted=True, device=device, dtype=dtype)
+def batch_slice(arrays: dict, index) -> dict:
+    """The arrays restricted to batch entries ``index`` (a slice or an index array), lengths included."""
+    sliced = {name: value[:, index] for name, value in arrays.items() if name in PER_SEQUENCE}
+    return dict(arrays, **sliced, lengths=arrays["lengths"][index])
 
 
-@memoised
-def run_alone(kind: str, b: int, device: str, dtype: str) -> dict:
+def alone(arrays: dict, b: int) -> dict:
     """Sequence b alone: its own length, no padding, no packing."""
-    config = batch_slice(configuration(kind), slice(b, b + 1))
+    config = batch_slice(arrays, slice(b, b + 1))
     length = int(config.pop("lengths")[0])
-    config.update(x=config["x"][:length], grad_output=config["grad_output"][:length])
-    return measure(kind, **config, device=device, dtype=dtype)
+    return dict(config, x=config["x"][:length], grad_output=config["grad_output"][:length])
 
 
-@functools.cache
-def packed_truth(kind: str) -> Truth:
-    return Truth(behaviour=f"{NAMES[kind]} packed sequences (lengths 3, 5, 2)", law=LAW,
-                 values=frozen(derive(kind, **configuration(kind))))
+#: The batch reordered by decreasing length, packed with enforce_sorted=True.
+SORTED_RUNS = {kind: Case(kind=kind, behaviour=f"{NAMES[kind]} packed sequences, sorted", law=LAW,
+                          inputs=lambda kind=kind: batch_slice(stored_arrays(kind), SORTED),
+                          options=dict(bidirectional=True, enforce_sorted=True))
+               for kind in KINDS}
+#: Each sequence alone.
+ALONE = {(kind, b): Case(kind=kind, behaviour=f"{NAMES[kind]} sequence {b} alone", law=LAW,
+                         inputs=lambda kind=kind, b=b: alone(stored_arrays(kind), b), options=dict(bidirectional=True))
+         for kind in KINDS for b in range(BATCH)}
 
 
-TRUTHS = {f"{kind}_packed_bidir_lengths_3_5_2": (lambda kind=kind: packed_truth(kind)) for kind in KINDS}
+def run(kind: str, device: str, dtype: str) -> dict:
+    return RECORDS[kind].measured(device, dtype)
 
 
 def config_id(kind: str, device: str, dtype: str) -> str:
     return f"{device}-{dtype}-{kind}-bidir-lengths-3-5-2"
 
 
+@pytest.mark.documented(authority.PACK_PADDED)
 @pytest.mark.parametrize("kind", KINDS)
 def test_packed_run_matches_the_reference(kind, device, dtype, spec_check):
     """Output (zeros at padding), h_n, c_n and the gradients of input, h0, c0 and every parameter."""
-    spec_check(run(kind, device, dtype), f"{kind}_packed_bidir_lengths_3_5_2")
+    spec_check(RECORDS[kind])
 
 
+@pytest.mark.derived("a packed sequence advances only while t < its length (documented); two runs within their tolerances")
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_sequence_gets_what_it_gets_alone(kind, device, dtype, tolerance):
     """Per sequence: output, h_n, c_n and the gradients of its input, h0, c0 equal its run alone; parameter gradients add up."""
-    packed = run(kind, device, dtype)
-    alone = [run_alone(kind, b, device, dtype) for b in range(BATCH)]
-    allowed = tolerance.scaled(2, "two results, each within the row of the truth")
+    record = RECORDS[kind]
+    packed = record.measured(device, dtype)
+    runs_alone = [ALONE[kind, b].measured(device, dtype) for b in range(BATCH)]
     for key, value in packed.items():
+        # the packed run within its tolerance of its truth, each run alone within its own: together, their sum
+        allowed = record.tolerance(key, tolerance, value)
+        for b in range(BATCH):
+            allowed = allowed.plus(ALONE[kind, b].tolerance(key, tolerance, runs_alone[b][key]),
+                                   "runs, each within its tolerance of the truth")
         if key in BATCH_AXIS:
             pairs = [(f"{key}[sequence {b}]", value[:LENGTHS[b], b] if key in ("output", "grad_input") else value[:, b],
-                      alone[b][key][:, 0]) for b in range(BATCH)]
+                      runs_alone[b][key][:, 0]) for b in range(BATCH)]
         else:
-            pairs = [(f"{key} (sum over the sequences)", value, sum(a[key] for a in alone))]
+            pairs = [(f"{key} (sum over the sequences)", value, sum(a[key] for a in runs_alone))]
         for what, actual, expected in pairs:
-            assert_agrees(actual, expected, allowed.normwise(magnitude(expected)),
+            assert_agrees(actual, expected, allowed,
                           behaviour=f"{NAMES[kind]} packed sequences", what=what, witness="each sequence run alone",
                           config=config_id(kind, device, dtype),
                           law="a packed batch computes each sequence as if alone; parameter gradients sum")
 
 
+@pytest.mark.documented(authority.LAYERS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_h_n_is_taken_at_each_sequences_true_last_step(kind, device, dtype):
     """h_n[forward, b] = output[length_b − 1, b, :H] and h_n[reverse, b] = output[0, b, H:], bitwise."""
@@ -151,6 +168,7 @@ def test_h_n_is_taken_at_each_sequences_true_last_step(kind, device, dtype):
                 f"(length {length}; the padded end is step {STEPS - 1})\n  law: {LAW}")
 
 
+@pytest.mark.documented(authority.PACK_PADDED)
 @pytest.mark.parametrize("kind", KINDS)
 def test_padded_positions_have_zero_output_and_zero_gradient(kind, device, dtype):
     """output[t, b] = 0 and ∂input[t, b] = 0 exactly for every t ≥ length_b."""
@@ -162,21 +180,26 @@ def test_padded_positions_have_zero_output_and_zero_gradient(kind, device, dtype
                              f"positions is not 0 (sequence: values past its length) {nonzero}\n  law: {LAW}")
 
 
+@pytest.mark.documented(authority.PACK_PADDED)
 @pytest.mark.parametrize("kind", KINDS)
-def test_enforce_sorted_on_the_sorted_batch_is_the_unsorted_run_permuted(kind, device, dtype):
+def test_enforce_sorted_on_the_sorted_batch_is_the_unsorted_run_permuted(kind, device, dtype, tolerance):
     """The batch sorted by decreasing length with enforce_sorted=True gives the same values and gradients, permuted."""
-    unsorted, ordered = run(kind, device, dtype), run_sorted(kind, device, dtype)
+    record, sorted_case = RECORDS[kind], SORTED_RUNS[kind]
+    unsorted, ordered = record.measured(device, dtype), sorted_case.measured(device, dtype)
     for key, value in ordered.items():
         expected = np.take(unsorted[key], SORTED, axis=BATCH_AXIS[key]) if key in BATCH_AXIS else unsorted[key]
-        assert_agrees(value, expected, Tolerance.exact(dtype, "the same sorted computation"),
+        allowed = sorted_case.tolerance(key, tolerance, value).plus(
+            record.tolerance(key, tolerance, unsorted[key]), "two runs, each within its tolerance of the truth")
+        assert_agrees(value, expected, allowed,
                       behaviour=f"{NAMES[kind]} packed sequences", what=key,
                       witness="the enforce_sorted=False run of the unsorted batch, permuted",
                       config=config_id(kind, device, dtype) + "-enforce-sorted",
                       law="enforce_sorted=False sorts by length, runs, and restores the caller's order")
 
 
-def test_enforce_sorted_rejects_lengths_out_of_order(device):
-    """enforce_sorted=True with lengths (3, 5, 2) raises RuntimeError: lengths must be sorted in decreasing order."""
+@pytest.mark.observed(authority.RELEASES)
+def test_enforce_sorted_rejects_lengths_out_of_order(device, observe):
+    """enforce_sorted=True with lengths (3, 5, 2) raises RuntimeError naming enforce_sorted and the decreasing order."""
     padded = torch.zeros((STEPS, BATCH, INPUT), dtype=DTYPES["float32"], device=device)
-    with pytest.raises(RuntimeError, match="must be sorted in decreasing order when `enforce_sorted` is True"):
-        pack_padded_sequence(padded, torch.as_tensor(LENGTHS), enforce_sorted=True)
+    assert_raises(lambda: pack_padded_sequence(padded, torch.as_tensor(LENGTHS), enforce_sorted=True), RuntimeError,
+                  ("enforce_sorted", "decreasing"), config=f"{device}-lengths-3-5-2", observe=observe)

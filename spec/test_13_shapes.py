@@ -42,6 +42,7 @@ import numpy as np
 import pytest
 import torch
 
+from rnnspec import authority
 from rnnspec.module_kinds import MODULES, explicit_module
 
 # torch 2.13's CPU LSTM with projections says once per process that oneDNN does not run it (it falls
@@ -176,6 +177,7 @@ def run(case: Case, device: str) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+@pytest.mark.documented(authority.LAYERS + ' ' + authority.CELLS)
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 def test_returned_shapes_follow_the_formulas(case, device):
     """output, h_n and c_n (h' and c' for a cell) have the shapes the formulas give."""

@@ -51,7 +51,7 @@ import re
 import numpy as np
 import pytest
 
-from rnnspec import statistics
+from rnnspec import authority, statistics
 from rnnspec.module_kinds import MODULES
 from rnnspec.platform import DTYPES
 from rnnspec.runs import memoised
@@ -99,6 +99,7 @@ def sample_sets(parameters: dict) -> dict[str, np.ndarray]:
     return sets
 
 
+@pytest.mark.documented(authority.LAYERS + ' ' + authority.CELLS)
 @pytest.mark.parametrize("configuration", list(CONFIGURATIONS))
 def test_every_parameter_is_uniform_within_one_over_sqrt_hidden_size(configuration, device, dtype):
     """|w| ≤ 1/√16 = 0.25 for every parameter, weight_hr included, and spread as U(−0.25, 0.25) (KS test)."""

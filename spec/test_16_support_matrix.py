@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 
+from rnnspec import authority
 from rnnspec.module_kinds import MODULES, explicit_module
 from rnnspec.platform import DTYPES
 
@@ -47,6 +48,7 @@ def forward_and_backward(name: str, device: str, dtype: str) -> tuple[list, torc
     return returned, x, module
 
 
+@pytest.mark.observed(authority.RELEASES)
 @pytest.mark.parametrize("name", list(MODULES))
 def test_forward_and_backward_run(name, device, dtype):
     """Forward and backward run; outputs and gradients have the module's dtype, gradients the parameters' shapes."""

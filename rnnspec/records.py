@@ -1,0 +1,230 @@
+"""Recorded behaviours: each case a chapter records is one :class:`Record`.
+
+A record is one behaviour measured on one configuration, declared once in its chapter::
+
+    ONE_STEP = Record(__name__, "relu_rnn_one_step", kind="rnn_relu",
+                      behaviour="relu RNN forward values (one step)", law="h_t = relu(...)",
+                      inputs=lambda: dict(parameters=RELU_HALF, x=np.ones((1, 1, 1))))
+
+    def test_relu_rnn_forward_matches_the_recurrence(device, dtype, spec_check):
+        spec_check(ONE_STEP)
+
+From the record, everything else is one step away:
+
+* :meth:`Record.configuration`: its arrays (weights, input, initial states, upstream gradients,
+  lengths) and its options (layers, directions, layout);
+* :meth:`Record.truth`: the independent expectation, a closed form of the configuration
+  (``closed_form``) or the NumPy reference's run of it (``reference``, by default
+  ``rnnspec.runs.derive``), with the same computation emulated step by step in a narrow dtype for
+  the tolerance table's envelope (``rnnspec.stepwise``);
+* :meth:`Record.measured`: torch's run of it (``measure``, by default ``rnnspec.runs.measure``: the
+  layer; a chapter may measure a loop of cells or truncated chunks), memoised per implementation
+  under test, device and dtype, with the dtype and device every tensor came back in;
+* :meth:`Record.fixture`: ``fixtures/<chapter>/<name>-<dtype>.npz``, what torch computed when the
+  fixtures were recorded, and :meth:`Record.inputs_file`, ``fixtures/<chapter>/<name>-inputs.npz``.
+
+**Inputs beside outputs.** The configuration's arrays are made once by the record's ``inputs``
+function (constants, or NumPy's Generator from the seeds the chapter states), written to the inputs
+file by the recording run that records the outputs, and read from that file ever after: NumPy
+promises no stream across releases, so a fixture's inputs must not depend on the Generator that made
+them. The ``inputs`` function stays in the chapter as the documented origin of the values, and
+records a new record's inputs. Options (``num_layers``, ``bidirectional``...) are code, not data.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rnnspec import runs, stepwise
+from rnnspec.comparison import Tolerance, Truth
+
+#: The fixtures folder's name, beside ``spec/``: one folder per chapter (conftest.py's FIXTURES).
+FIXTURES = "fixtures"
+#: The suffix of a record's inputs file, in the place of a dtype: ``<name>-inputs.npz``.
+INPUTS = "inputs"
+
+
+class InputsError(LookupError):
+    """A record's inputs file is unreadable or does not hold the record's arrays."""
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Case:
+    """One configuration of one recurrence: its truth and its measurement, nothing recorded.
+
+    Chapters state laws between torch runs on cases (a loop of cells against the layer); a
+    :class:`Record` is a case with fixture files.
+    """
+
+    kind: str  # the recurrence: rnn_tanh, rnn_relu, lstm or gru
+    behaviour: str  # what failure messages and the report call it
+    law: str
+    inputs: Callable[[], dict]  # the arrays: {"parameters": {...}, "x": ..., "h0": ...}
+    options: dict = field(default_factory=dict)  # the configuration's non-array part
+    relative: frozenset[str] = frozenset()  # the tensors compared elementwise-relatively
+    closed_form: Callable[..., dict] | None = None  # (**configuration) -> truth values; None: the reference
+    reference: Callable[..., dict] = runs.derive  # (kind, **configuration) -> the NumPy reference's run
+    measure: Callable[..., dict] = runs.measure  # (kind, device=, dtype=, **configuration) -> torch's tensors
+
+    @functools.cached_property
+    def _arrays(self) -> dict:
+        return _read_only(self.inputs())
+
+    def configuration(self) -> dict:
+        """The keyword arguments of the case's runs: its arrays (read-only) and its options."""
+        return {**self._arrays, **self.options}
+
+    @functools.cached_property
+    def _truth(self) -> Truth:
+        configuration = self.configuration()
+        values = (self.closed_form(**configuration) if self.closed_form is not None
+                  else self.reference(self.kind, **configuration))
+        return Truth(behaviour=self.behaviour, law=self.law, values=runs.frozen(values), relative=self.relative,
+                     emulate=self.stepwise)
+
+    def truth(self) -> Truth:
+        """The independent expectation in float64 (closed form or NumPy reference)."""
+        return self._truth
+
+    def tolerance(self, key: str, row: Tolerance, measured=None) -> Tolerance:
+        """The tolerance ``key`` is held to (``rnnspec.comparison.Truth.allowed``): the row, widened to the
+        step-by-step envelope where ``measured`` (when given) lies outside it."""
+        return self.truth().allowed(key, row, measured)
+
+    def stepwise(self, dtype: str) -> list[dict]:
+        """The reference's runs computed step by step in ``dtype``, every operation rounded (rnnspec.stepwise)."""
+        return _stepwise(self, dtype)
+
+    def measured(self, device: str, dtype: str) -> runs.Measurement:
+        """Torch's run of the configuration on ``device`` in ``dtype`` (memoised per implementation under test)."""
+        return _measured(self, runs.implementation(), device, dtype)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Record(Case):
+    """One recorded behaviour: a case with fixture files and stored inputs (module docstring)."""
+
+    module: str = field(kw_only=False)  # the declaring chapter's __name__: its last part names the folder
+    name: str = field(kw_only=False)  # the fixture files' stem: <name>-<dtype>.npz, <name>-inputs.npz
+
+    @property
+    def chapter(self) -> str:
+        return self.module.rpartition(".")[2]
+
+    @property
+    def folder(self) -> Path:
+        """``fixtures/<chapter>/`` beside the chapter's own ``spec/`` (a copy of the repository reads its own)."""
+        return Path(sys.modules[self.module].__file__).resolve().parents[1] / FIXTURES / self.chapter
+
+    def fixture(self, dtype: str) -> Path:
+        return self.folder / f"{self.name}-{dtype}.npz"
+
+    @property
+    def inputs_file(self) -> Path:
+        return self.folder / f"{self.name}-{INPUTS}.npz"
+
+    def __repr__(self) -> str:
+        return f"Record({self.chapter}/{self.name})"
+
+    @functools.cached_property
+    def stored(self) -> bool:
+        """Whether the inputs come from the inputs file (else from the ``inputs`` function: not yet recorded)."""
+        return self.inputs_file.is_file()
+
+    @functools.cached_property
+    def _arrays(self) -> dict:
+        made = _read_only(self.inputs())
+        if not self.stored:
+            return made
+        stored = read_inputs(self.inputs_file)
+        if _layout(stored) != _layout(made):
+            shown = os.path.relpath(self.inputs_file)
+            raise InputsError(f"inputs file {shown} holds {_layout(stored)}, but {self.module}'s inputs for "
+                              f"{self.name!r} make {_layout(made)}: the record changed since its inputs were "
+                              f"recorded. If the change is deliberate, delete the file and re-record the record "
+                              f"(pytest --regen-all --device cpu spec/{self.chapter}.py); else restore the chapter")
+        return stored
+
+    def write_inputs(self) -> bool:
+        """Write the inputs file from the ``inputs`` function if it is missing; whether it was written."""
+        if self.inputs_file.is_file():
+            return False
+        self.inputs_file.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(self.inputs_file, **flatten(self.inputs()))
+        return True
+
+
+@functools.cache
+def _stepwise(case: Case, dtype: str) -> list[dict]:
+    return [runs.frozen(run) for run in stepwise.emulate_all(case.reference, dtype, case.kind, **case.configuration())]
+
+
+@functools.cache
+def _measured(case: Case, implementation, device: str, dtype: str) -> runs.Measurement:
+    return runs.frozen(case.measure(case.kind, device=device, dtype=dtype, **case.configuration()))
+
+
+def flatten(arrays: dict) -> dict[str, np.ndarray]:
+    """The arrays of a configuration under the names of its inputs file (``parameters/weight_ih_l0``, ``x``)."""
+    flat = {}
+    for key, value in arrays.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}/{name}": np.asarray(item) for name, item in value.items()})
+        else:
+            flat[key] = np.asarray(value)
+    return flat
+
+
+def read_inputs(path: Path) -> dict:
+    """A record's arrays from its inputs file (read-only, never unpickled), nested as ``inputs`` makes them."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            flat = {key: stored[key] for key in stored.files}
+    except Exception as error:  # noqa: BLE001 (any damage: truncated, flipped bytes, a pickle)
+        shown = os.path.relpath(path)
+        raise InputsError(f"inputs file {shown} is unreadable ({type(error).__name__}: {error}); restore it "
+                          f"(git checkout -- {shown})") from None
+    arrays: dict = {}
+    for key, value in flat.items():
+        group, slash, name = key.partition("/")
+        if slash:
+            arrays.setdefault(group, {})[name] = value
+        else:
+            arrays[key] = value
+    return _read_only(arrays)
+
+
+def _layout(arrays: dict) -> dict:
+    """Each array's name, shape and kind of number: what an inputs file must agree on with its record."""
+    return {key: _layout(value) if isinstance(value, dict) else (value.shape, value.dtype.kind)
+            for key, value in sorted(arrays.items())}
+
+
+def _read_only(arrays: dict) -> dict:
+    result = {}
+    for key, value in arrays.items():
+        if isinstance(value, dict):
+            result[key] = _read_only(value)
+        else:
+            value = np.array(value)
+            value.flags.writeable = False
+            result[key] = value
+    return result
+
+
+def records_of(module) -> list[Record]:
+    """The records a chapter module declares (its module-level Record objects and RECORDS collections)."""
+    found: dict[int, Record] = {}
+    for value in vars(module).values():
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if isinstance(item, Record) and item.module == module.__name__:
+                found[id(item)] = item
+    return sorted(found.values(), key=lambda record: record.name)
