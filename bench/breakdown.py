@@ -43,7 +43,7 @@ def pytest_configure(config):
     import torch  # noqa: PLC0415
     from torch import nn  # noqa: PLC0415
 
-    from rnnspec import numpy_reference, recorded  # noqa: PLC0415
+    from rnnspec import fixture_files, numpy_reference  # noqa: PLC0415
 
     _timed(nn.Module, "__call__", "torch: module calls (forward)")
     _timed(torch.Tensor, "backward", "torch: backward")
@@ -51,7 +51,7 @@ def pytest_configure(config):
     _timed(nn.RNNCellBase, "__init__", "torch: module construction")
     _timed(numpy_reference, "forward", "NumPy reference")
     _timed(numpy_reference, "backward", "NumPy reference")
-    _timed(recorded, "read_fixture", "fixture reads")
+    _timed(fixture_files, "read_fixture", "fixture reads")
 
 
 @pytest.hookimpl(wrapper=True)

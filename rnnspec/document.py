@@ -39,6 +39,7 @@ import numpy as np
 import pytest
 
 from rnnspec import authority
+from rnnspec.vocabulary import SEVERITY, chapter_of, parse, phase_outcome
 
 #: The one command that re-renders the committed document (CPU only, all four dtypes).
 COMMAND = "python -m pytest --spec-doc docs --device cpu"
@@ -107,7 +108,6 @@ def tolerances(config) -> dict:
 
 # --- Outcomes ----------------------------------------------------------------------------------
 
-SEVERITY = {"passed": 0, "skipped": 1, "xfailed": 2, "xpassed": 3, "failed": 4, "error": 5}
 SYMBOL = {"passed": "✅", "skipped": "⏭", "xfailed": "⚠️", "xpassed": "❗", "failed": "❌", "error": "❌"}
 
 
@@ -125,12 +125,13 @@ class Outcomes:
         self.where: dict[str, tuple] = {}  # nodeid -> (chapter, test function, device, dtype)
 
     def add(self, report) -> None:
-        word = outcome_of(report)
-        if word and chapter_of(report.nodeid):
-            known = self.tests.get(report.nodeid)
+        decided = phase_outcome(report)
+        if decided and chapter_of(report.nodeid):
+            word, known = decided[0], self.tests.get(report.nodeid)
             if known is None or SEVERITY[word] > SEVERITY[known]:
                 self.tests[report.nodeid] = word
-                self.where[report.nodeid] = parse_nodeid(report.nodeid, self.devices, self.dtypes)
+                place = parse(report.nodeid, self.devices, self.dtypes)
+                self.where[report.nodeid] = (place.chapter, place.test, place.device, place.dtype)
 
     def counts(self, chapter: str, test: str | None, device: str | None, dtype: str | None) -> dict[str, int]:
         """How many parametrisations of ``test`` (or of every test of ``chapter``) ended in each outcome."""
@@ -154,36 +155,6 @@ class Outcomes:
 
     def tests_of(self, chapter: str) -> list[str]:
         return sorted({where[1] for where in self.where.values() if where[0] == chapter})
-
-
-def outcome_of(report) -> str | None:
-    """passed, failed, error, skipped, xfailed or xpassed: what this phase says about the test."""
-    if report.when == "call":
-        if hasattr(report, "wasxfail"):
-            return "xfailed" if report.skipped else "xpassed"
-        return report.outcome
-    if report.failed:
-        return "error"
-    if report.skipped:
-        return "xfailed" if hasattr(report, "wasxfail") else "skipped"
-    return None
-
-
-def chapter_of(nodeid: str) -> str | None:
-    """``test_02_exploding_gradient`` for a node id under spec/, else None."""
-    path = nodeid.split("::", 1)[0]
-    match = re.fullmatch(r"(?:.*/)?spec/(test_\d\d_\w+)\.py", path)
-    return match.group(1) if match else None
-
-
-def parse_nodeid(nodeid: str, devices: list[str], dtypes: list[str]) -> tuple[str | None, str, str | None, str | None]:
-    """(chapter, test function, device, dtype) of a node id."""
-    path, _, name = nodeid.partition("::")
-    function, _, params = name.partition("[")
-    words = params.rstrip("]").split("-") if params else []
-    device = next((w for w in words if w in devices), None)
-    dtype = next((w for w in words if w in dtypes), None)
-    return chapter_of(nodeid), function, device, dtype
 
 
 def column(config: tuple[str | None, str | None]) -> str:
@@ -661,8 +632,8 @@ PRINTED_VALUES = 100
 
 def expected_numbers(chapter: Chapter, fixtures: Path, tolerance_table: dict) -> str:
     """Every record the chapter declares: the reference beside each dtype's recorded fixture."""
-    from rnnspec.platform import DTYPES
-    from rnnspec.recorded import load_record
+    from rnnspec.devices import DTYPES
+    from rnnspec.fixture_files import load_record
     from rnnspec.records import records_of
 
     declared = records_of(chapter.module)
@@ -702,7 +673,7 @@ def recorded_array(recorded: dict, dtype: str, key: str, shape: tuple) -> "np.nd
 
 def values_table(truth, recorded: dict) -> str:
     """One row per value: the float64 reference (10 digits) and each dtype's fixture (exactly)."""
-    from rnnspec.platform import DTYPES
+    from rnnspec.devices import DTYPES
 
     rows = ["| quantity | reference (float64) | " + " | ".join(f"{d} fixture" for d in DTYPES) + " |",
             "|---|---:|" + "---:|" * len(DTYPES)]
@@ -720,7 +691,7 @@ def summary_table(truth, recorded: dict, tolerance_table: dict, count: int) -> s
     """For a large record: per quantity its shape, the reference's range, and how close each fixture lies
     (its worst error as a fraction of what the tolerance allows); a digest of each fixture's arrays."""
     from rnnspec.comparison import round_to_dtype
-    from rnnspec.platform import DTYPES
+    from rnnspec.devices import DTYPES
 
     rows = ["| quantity | shape | reference (float64): min … max | "
             + " | ".join(f"{d} fixture: worst error / allowed" for d in DTYPES) + " |",

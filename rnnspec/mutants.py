@@ -1,52 +1,15 @@
-"""The mutant zoo: deliberately wrong recurrent layers, each a target the spec must reject.
+"""The mutant zoo as targets, and the command that runs it: the spec must reject every wrong implementation.
 
-Each mutant is the pure-torch loop of ``rnnspec/breaks.py`` (:func:`rnnspec.breaks.reference_layers`)
-with one hook filled, modelling one real class of bug; ``reference`` is the same loop with no
-hook, the correct implementation the spec must accept. Every one is a ``--target``: torch's own
-module (class, parameter names, call signature, argument checks) whose calls compute through the
-loop (:func:`rnnspec.breaks.routed`); the cells are torch's own, correct::
+Each implementation of ``rnnspec/zoo.py`` is a ``--target``: torch's own module (class, parameter
+names, call signature, argument checks) whose calls compute through the loop with that entry's
+hook (:func:`rnnspec.torch_loop.routed`); the cells are torch's own, correct::
 
     python -m pytest --target mutant:gru_update_gate_inverted      # or rnnspec.mutants:gru_update_gate_inverted
     python -m rnnspec.mutants                                       # the zoo: kill rate and the killers
 
-The zoo holds the breaks of ``rnnspec/breaks.py`` (``--break`` patches torch for a whole session;
-here they are targets) and these, which the breaks do not model:
-
-``h0_ignored``
-    the initial state is replaced by zeros (multiplied by 0: its gradient is 0): a state
-    argument accepted and dropped, as in a wrapper that forgets to pass ``hx`` on.
-``reverse_not_reversed``
-    the reverse direction reads time forwards: a bidirectional layer that runs both directions
-    the same way.
-``batch_first_ignored``
-    batch-first input is read as if it were sequence-first (batch and time swapped), the bug
-    PyTorch shipped on one backend.
-``packed_h_n_from_padded_end``
-    with packed sequences, a finished sequence keeps stepping on padding (zero input) up to the
-    longest length, so its h_n is the state at the padded end, not at its own last step.
-``dropout_in_eval``
-    inter-layer dropout also acts in evaluation mode (``training`` ignored).
-``projection_missing``
-    ``proj_size``: h is cut to its first P features instead of projected by ``weight_hr``.
-``bptt_truncated_after_3_steps``
-    the carried state is detached every 3 steps: the gradient reaches back at most 3 steps, a
-    truncated BPTT hidden inside the layer (the forward is unchanged).
-``float64_computed_in_float32``
-    float64 layers are computed in float32 and only their results rounded back, as a kernel
-    without a float64 path does.
-``output_perturbed_1e-4``
-    output, h_n and c_n are 1e-4 relative too large (the backward is the chain rule of that): a
-    small numerical error in a forward kernel.
-``gru_update_gate_inverted``
-    the GRU interpolates the other way round, h' = z n + (1 − z) h (the original paper's
-    convention, and Keras'), instead of PyTorch's h' = (1 − z) n + z h.
-``h_n_direction_major``
-    h_n and c_n of a multi-layer bidirectional layer are stacked direction-major (all forward
-    layers, then all reverse ones) instead of layer-major (index l·D + d).
-
-:data:`DEFAULT_ZOO` is the representative subset ``selftest/test_mutant_zoo.py`` runs by default;
-``--full-zoo`` (or ``RNNSPEC_FULL_ZOO=1``) runs every mutant. Each mutant runs the whole spec
-(``spec/``, every chapter) in float64: the subset chooses mutants, never chapters.
+``python -m rnnspec.mutants`` runs the whole spec (every chapter, float64, CPU) once per
+implementation, the reference first: a rejected reference is the summary's headline, and a test
+the reference fails kills no mutant (:func:`kills`).
 """
 
 from __future__ import annotations
@@ -62,50 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from torch import nn
 
-from rnnspec import breaks
-from rnnspec.breaks import Break
-from rnnspec.module_kinds import MODULES
-
-
-NEW: tuple[Break, ...] = (
-    Break("h0_ignored", "state dropped: h0 and c0 replaced by zeros (their gradient is 0)",
-          initial=lambda state: state * 0),
-    Break("reverse_not_reversed", "direction bug: the reverse direction reads time forwards", reverse_in_order=True),
-    Break("batch_first_ignored", "layout bug: batch-first input read as sequence-first (batch and time swapped)",
-          ignores_batch_first=True),
-    Break("packed_h_n_from_padded_end", "packing bug: finished sequences step on padding, h_n at the padded end",
-          packed_runs_to_padded_end=True),
-    Break("dropout_in_eval", "mode bug: inter-layer dropout also in evaluation mode", dropout_in_eval=True),
-    Break("projection_missing", "dropped term: LSTM h cut to proj_size features, weight_hr unused",
-          kinds=("lstm",), projection_sliced=True),
-    Break("bptt_truncated_after_3_steps", "backward bug: the state is detached every 3 steps (truncated BPTT)",
-          carry=torch.Tensor.detach, carry_every=3),
-    Break("float64_computed_in_float32", "precision bug: float64 computed in float32, results rounded back",
-          float64_in_float32=True),
-    Break("output_perturbed_1e-4", "numerical bug: output, h_n and c_n 1e-4 relative too large",
-          exit=lambda tensor: tensor * (1 + 1e-4)),
-    Break("gru_update_gate_inverted", "formula bug: GRU h' = z n + (1 - z) h (the paper's convention)",
-          kinds=("gru",), update_gate_inverted=True),
-    Break("h_n_direction_major", "layout bug: h_n and c_n stacked direction-major instead of layer-major",
-          h_n_direction_major=True),
-)
-
-#: Every mutant, by name: the breaks of rnnspec/breaks.py, then the zoo's own.
-ZOO: dict[str, Break] = {**breaks.BREAKS, **{mutant.name: mutant for mutant in NEW}}
-#: The loop with no mutation: the correct implementation the spec must accept.
-REFERENCE = "reference"
-IMPLEMENTATIONS: dict[str, Break] = {REFERENCE: breaks.NO_BREAK, **ZOO}
-
-#: The subset selftest/test_mutant_zoo.py runs by default: one mutant per family of bug (a wrong
-#: nonlinearity, a gate layout, a formula convention, a direction, packing, a backward-only bug, a
-#: mode, a precision bug, a small numerical error), together touching every kind of layer. The
-#: others run with --full-zoo. Every session runs every chapter: the subset chooses mutants only.
-DEFAULT_ZOO = ("relu_computes_tanh", "lstm_gates_swapped", "gru_update_gate_inverted", "reverse_not_reversed",
-               "packed_h_n_from_padded_end", "bptt_truncated_after_3_steps", "dropout_in_eval",
-               "float64_computed_in_float32", "output_perturbed_1e-4")
+from rnnspec.kinds import KINDS
+from rnnspec.torch_loop import routed
+from rnnspec.zoo import DEFAULT_ZOO, IMPLEMENTATIONS, REFERENCE, ZOO  # noqa: F401 (the zoo's names, re-exported)
 
 
 def factory(name: str) -> Callable[..., nn.Module]:
@@ -113,8 +37,8 @@ def factory(name: str) -> Callable[..., nn.Module]:
     mutant = IMPLEMENTATIONS[name]
 
     def build(kind: str, input_size: int, hidden_size: int, **options) -> nn.Module:
-        module = MODULES[kind].construct(input_size, hidden_size, **options)
-        return module if MODULES[kind].cell else breaks.routed(module, mutant)
+        module = KINDS[kind].construct(input_size, hidden_size, **options)
+        return module if KINDS[kind].cell else routed(module, mutant)
     build.__name__ = build.__qualname__ = name
     return build
 

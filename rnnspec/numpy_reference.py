@@ -83,20 +83,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-KINDS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
-
-_GATE_COUNT = {"rnn_tanh": 1, "rnn_relu": 1, "lstm": 4, "gru": 3}
-
+from rnnspec.kinds import GATES, RECURRENCES
 
 def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
+    if kind not in RECURRENCES:
+        raise ValueError(f"unknown kind {kind!r}; expected one of {RECURRENCES}")
 
 
 def gate_count(kind: str) -> int:
     """Number of stacked gate blocks in weight_ih / weight_hh: 1, 1, 4 (i,f,g,o), 3 (r,z,n)."""
     _check_kind(kind)
-    return _GATE_COUNT[kind]
+    return GATES[kind]
 
 
 # --------------------------------------------------------------------------------------
@@ -611,3 +608,50 @@ def backward(fwd: Forward, grad_output=None, grad_h_n=None, grad_c_n=None) -> di
     for name in tp.param_order:
         result[name] = param_grads[name]
     return result
+
+
+# --------------------------------------------------------------------------------------
+# One run under torch's names (the counterpart of rnnspec.measure.measure)
+# --------------------------------------------------------------------------------------
+
+
+def derive(kind: str, parameters: dict[str, np.ndarray], x, *, h0=None, c0=None, grad_h_n=None, grad_output=None,
+           grad_c_n=None, enforce_sorted: bool = False, **options) -> dict[str, np.ndarray]:
+    """The same run through the NumPy reference: float64, forward and hand-written BPTT, no torch.
+
+    ``options`` are the reference's (num_layers, bidirectional, batch_first, proj_size, lengths);
+    ``enforce_sorted`` only says how torch packs the batch, not what it computes, and is ignored.
+    """
+    run = forward(kind, parameters, x, h0, c0, **options)
+    grads = backward(
+        run,
+        grad_output=grad_output,
+        grad_h_n=np.ones_like(run.h_n) if grad_h_n is None else grad_h_n,
+        grad_c_n=grad_c_n,
+    )
+    derived = {"output": run.output, "h_n": run.h_n}
+    if run.c_n is not None:
+        derived["c_n"] = run.c_n
+    derived["grad_input"] = grads["input"]
+    if h0 is not None:
+        derived["grad_h0"] = grads["h0"]
+    if c0 is not None:
+        derived["grad_c0"] = grads["c0"]
+    derived.update({f"grad_{name}": grads[name] for name in parameters})
+    return derived
+
+
+def relu_kink_distance(parameters: dict[str, np.ndarray], x, *, h0=None, **options) -> float:
+    """The smallest non-zero |pre-activation| of a relu RNN run, from the reference (float64).
+
+    relu' jumps from 0 to 1 at 0: a pre-activation within rounding distance of 0 may land on
+    either side in a narrow dtype, and a gradient then moves by a whole term. A configuration
+    whose pre-activations all keep a distance from 0 has a gradient every dtype can approximate.
+    Exact zeros (a unit whose inputs are all exactly 0) are the same in every dtype and are skipped.
+    The pre-activations are read from the per-step caches (``Forward.tape``) kept for the backward pass.
+    """
+    run = forward("rnn_relu", parameters, x, h0, **{
+        name: value for name, value in options.items() if name in ("num_layers", "bidirectional", "batch_first", "lengths")})
+    pre_activations = np.concatenate([np.abs(cache["a"]).ravel() for layer in run.tape.caches
+                                      for direction in layer for cache in direction if cache is not None])
+    return float(pre_activations[pre_activations > 0].min())

@@ -1,7 +1,7 @@
 """The document's plots: their data (always) and their drawing (with the optional matplotlib).
 
 Each plot is first a :class:`Plot` of plain numbers, taken from the NumPy reference and the closed
-forms (``rnnspec.runs.derive``, ``rnnspec.closed_forms``) and, for what each dtype holds, from the
+forms (``rnnspec.numpy_reference.derive``, ``rnnspec.closed_forms``) and, for what each dtype holds, from the
 recorded fixtures; never from a fresh torch run, so the same sources always give the same plot.
 The document prints those numbers in a table under each image, so the staleness check compares
 them exactly even where matplotlib is not installed. :func:`draw` turns a plot into an SVG file
@@ -26,9 +26,6 @@ import numpy as np
 FORMAT = "svg"
 #: Fixed salt for the ids matplotlib writes into an SVG: the same figure gives the same bytes.
 HASHSALT = "rnn-spec"
-#: The dtype runs the dtype-limits plot reads from the recorded fixtures (chapter 2 and chapter 3).
-EXPLODING_RECORD = ("test_02_exploding_gradient", "relu_rnn_weights_11_five_steps")
-VANISHING_RECORD = ("test_03_vanishing_gradient", "tanh_rnn_weights_half_twenty_steps")
 FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504
 FLOAT16_ZERO_BELOW = 2.0**-25  # half the smallest subnormal: anything smaller rounds to 0
 
@@ -90,7 +87,8 @@ def _flat(values) -> tuple[float, ...]:
 def gradient_reach() -> Plot:
     """|∂h_T/∂x_t| against t: the exploding relu RNN, the vanishing tanh RNN, LSTM and GRU."""
     from rnnspec import closed_forms
-    from rnnspec.runs import constant_parameters, derive
+    from rnnspec.inputs import constant_parameters
+    from rnnspec.numpy_reference import derive
 
     ones = np.ones((20, 1, 1))
     exploding = _flat(closed_forms.exploding_gradients(5)["grad_input"])
@@ -128,7 +126,7 @@ def gradient_reach() -> Plot:
 def truncated_bptt() -> Plot:
     """Full BPTT of h_20 against four 5-step chunks, from zero and carrying the detached state."""
     from rnnspec import closed_forms, numpy_reference
-    from rnnspec.runs import constant_parameters
+    from rnnspec.inputs import constant_parameters
 
     halves = constant_parameters("rnn_tanh", 1, 1, weight=0.5)
     x = np.ones((20, 1, 1))
@@ -163,12 +161,13 @@ def truncated_bptt() -> Plot:
 
 def dtype_limits(fixtures: Path) -> Plot:
     """What float16 makes of the exploding and vanishing runs, against float32 and float64 (recorded fixtures)."""
-    from rnnspec.recorded import fixture_basename, load_record
+    from rnnspec.fixture_files import load_record
+    from spec.test_02_exploding_gradient import FIVE_STEPS as EXPLODING  # the records whose fixtures it reads
+    from spec.test_03_vanishing_gradient import TWENTY_STEPS as VANISHING
 
-    def recorded(chapter_record, dtype):
-        chapter, record = chapter_record
-        path = fixtures / chapter / f"{fixture_basename(record, dtype)}.npz"
-        fix = f"pytest --regen-all --device cpu spec/{chapter}.py"
+    def recorded(record, dtype):
+        path = fixtures / record.chapter / record.fixture(dtype).name
+        fix = f"pytest --regen-all --device cpu spec/{record.chapter}.py"
         return _flat(load_record(path, dtype, fix=fix)["grad_input"])
 
     styles = {"float64": {"color": "black", "marker": "o", "markersize": 4},
@@ -176,21 +175,21 @@ def dtype_limits(fixtures: Path) -> Plot:
                           "fillstyle": "none", "markeredgewidth": 1.5},
               "float16": {"color": "tab:red", "marker": "D", "linestyle": "none", "markersize": 6}}
     panels, facts = [], {}
-    for chapter_record, title, n in ((EXPLODING_RECORD, "Exploding: relu RNN, weights 11, 5 steps", 5),
-                                     (VANISHING_RECORD, "Vanishing: tanh RNN, weights 0.5, 20 steps", 20)):
-        values = {dtype: recorded(chapter_record, dtype) for dtype in styles}
+    for record, title, n in ((EXPLODING, "Exploding: relu RNN, weights 11, 5 steps", 5),
+                                     (VANISHING, "Vanishing: tanh RNN, weights 0.5, 20 steps", 20)):
+        values = {dtype: recorded(record, dtype) for dtype in styles}
         half = values["float16"]
-        facts[chapter_record] = half
+        facts[record.name] = half
         series = tuple(Series(f"{dtype} fixture{_edge_note(values[dtype])}", dtype, _steps(n), values[dtype],
                               styles[dtype]) for dtype in styles)
         line = (Line("y", FLOAT16_MAX, "float16's largest number, 65504", {"color": "tab:red", "linestyle": "--"})
-                if chapter_record is EXPLODING_RECORD else
+                if record is EXPLODING else
                 Line("y", FLOAT16_ZERO_BELOW, "2^-25 ≈ 3e-8: below it float16 rounds to 0",
                      {"color": "tab:red", "linestyle": "--"}))
         panels.append(Panel(title=title, xlabel="input step t", ylabel=r"$\partial h_T / \partial x_t$ (log scale)",
                             series=series, lines=(line,),
                             table_title=f"{title}: ∂h_T/∂x_t as recorded in each dtype"))
-    exploding, vanishing = facts[EXPLODING_RECORD], facts[VANISHING_RECORD]
+    exploding, vanishing = facts[EXPLODING.name], facts[VANISHING.name]
     overflowed = [t for t, v in enumerate(exploding, start=1) if math.isinf(v)]
     zeros = [t for t, v in enumerate(vanishing, start=1) if v == 0.0]
     caption = (

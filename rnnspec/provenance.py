@@ -57,10 +57,10 @@ def environment() -> dict:
     import numpy
     import torch
 
-    from rnnspec import machine, platform
+    from rnnspec import machine, numerics
 
-    with platform.pinned_numerics():  # the flags in force inside a test (conftest pins them per test)
-        flags = {name: _plain(value) for name, value in platform.numerics_flags().items()}
+    with numerics.pinned_numerics():  # the flags in force inside a test (conftest pins them per test)
+        flags = {name: _plain(value) for name, value in numerics.numerics_flags().items()}
     return {
         "torch": torch.__version__,
         "torch_git": getattr(torch.version, "git_version", None),

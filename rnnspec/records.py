@@ -15,9 +15,9 @@ From the record, everything else is one step away:
   lengths) and its options (layers, directions, layout);
 * :meth:`Record.truth`: the independent expectation, a closed form of the configuration
   (``closed_form``) or the NumPy reference's run of it (``reference``, by default
-  ``rnnspec.runs.derive``), with the same computation emulated step by step in a narrow dtype for
+  ``rnnspec.numpy_reference.derive``), with the same computation emulated step by step in a narrow dtype for
   the tolerance table's envelope (``rnnspec.stepwise``);
-* :meth:`Record.measured`: torch's run of it (``measure``, by default ``rnnspec.runs.measure``: the
+* :meth:`Record.measured`: torch's run of it (``measure``, by default ``rnnspec.measure.measure``: the
   layer; a chapter may measure a loop of cells or truncated chunks), memoised per implementation
   under test, device and dtype, with the dtype and device every tensor came back in;
 * :meth:`Record.fixture`: ``fixtures/<chapter>/<name>-<dtype>.npz``, what torch computed when the
@@ -42,17 +42,16 @@ from pathlib import Path
 
 import numpy as np
 
-from rnnspec import runs, stepwise
+from rnnspec import stepwise
 from rnnspec.comparison import Tolerance, Truth
+from rnnspec.fixture_files import InputsError, flatten, layout, read_inputs, read_only
+from rnnspec.measure import Implementation, Measurement, frozen, measure
+from rnnspec.numpy_reference import derive
 
 #: The fixtures folder's name, beside ``spec/``: one folder per chapter (conftest.py's FIXTURES).
 FIXTURES = "fixtures"
 #: The suffix of a record's inputs file, in the place of a dtype: ``<name>-inputs.npz``.
 INPUTS = "inputs"
-
-
-class InputsError(LookupError):
-    """A record's inputs file is unreadable or does not hold the record's arrays."""
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -70,12 +69,13 @@ class Case:
     options: dict = field(default_factory=dict)  # the configuration's non-array part
     relative: frozenset[str] = frozenset()  # the tensors compared elementwise-relatively
     closed_form: Callable[..., dict] | None = None  # (**configuration) -> truth values; None: the reference
-    reference: Callable[..., dict] = runs.derive  # (kind, **configuration) -> the NumPy reference's run
-    measure: Callable[..., dict] = runs.measure  # (kind, device=, dtype=, **configuration) -> torch's tensors
+    reference: Callable[..., dict] = derive  # (kind, **configuration) -> the NumPy reference's run
+    #: (kind, implementation=, device=, dtype=, **configuration) -> torch's tensors
+    measure: Callable[..., dict] = measure
 
     @functools.cached_property
     def _arrays(self) -> dict:
-        return _read_only(self.inputs())
+        return read_only(self.inputs())
 
     def configuration(self) -> dict:
         """The keyword arguments of the case's runs: its arrays (read-only) and its options."""
@@ -86,7 +86,7 @@ class Case:
         configuration = self.configuration()
         values = (self.closed_form(**configuration) if self.closed_form is not None
                   else self.reference(self.kind, **configuration))
-        return Truth(behaviour=self.behaviour, law=self.law, values=runs.frozen(values), relative=self.relative,
+        return Truth(behaviour=self.behaviour, law=self.law, values=frozen(values), relative=self.relative,
                      emulate=self.stepwise)
 
     def truth(self) -> Truth:
@@ -102,9 +102,9 @@ class Case:
         """The reference's runs computed step by step in ``dtype``, every operation rounded (rnnspec.stepwise)."""
         return _stepwise(self, dtype)
 
-    def measured(self, device: str, dtype: str) -> runs.Measurement:
-        """Torch's run of the configuration on ``device`` in ``dtype`` (memoised per implementation under test)."""
-        return _measured(self, runs.implementation(), device, dtype)
+    def measured(self, implementation: Implementation, device: str, dtype: str) -> Measurement:
+        """``implementation``'s run of the configuration on ``device`` in ``dtype`` (memoised)."""
+        return _measured(self, implementation, device, dtype)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -140,14 +140,14 @@ class Record(Case):
 
     @functools.cached_property
     def _arrays(self) -> dict:
-        made = _read_only(self.inputs())
+        made = read_only(self.inputs())
         if not self.stored:
             return made
         stored = read_inputs(self.inputs_file)
-        if _layout(stored) != _layout(made):
+        if layout(stored) != layout(made):
             shown = os.path.relpath(self.inputs_file)
-            raise InputsError(f"inputs file {shown} holds {_layout(stored)}, but {self.module}'s inputs for "
-                              f"{self.name!r} make {_layout(made)}: the record changed since its inputs were "
+            raise InputsError(f"inputs file {shown} holds {layout(stored)}, but {self.module}'s inputs for "
+                              f"{self.name!r} make {layout(made)}: the record changed since its inputs were "
                               f"recorded. If the change is deliberate, delete the file and re-record the record "
                               f"(pytest --regen-all --device cpu spec/{self.chapter}.py); else restore the chapter")
         return stored
@@ -163,60 +163,13 @@ class Record(Case):
 
 @functools.cache
 def _stepwise(case: Case, dtype: str) -> list[dict]:
-    return [runs.frozen(run) for run in stepwise.emulate_all(case.reference, dtype, case.kind, **case.configuration())]
+    return [frozen(run) for run in stepwise.emulate_all(case.reference, dtype, case.kind, **case.configuration())]
 
 
 @functools.cache
-def _measured(case: Case, implementation, device: str, dtype: str) -> runs.Measurement:
-    return runs.frozen(case.measure(case.kind, device=device, dtype=dtype, **case.configuration()))
-
-
-def flatten(arrays: dict) -> dict[str, np.ndarray]:
-    """The arrays of a configuration under the names of its inputs file (``parameters/weight_ih_l0``, ``x``)."""
-    flat = {}
-    for key, value in arrays.items():
-        if isinstance(value, dict):
-            flat.update({f"{key}/{name}": np.asarray(item) for name, item in value.items()})
-        else:
-            flat[key] = np.asarray(value)
-    return flat
-
-
-def read_inputs(path: Path) -> dict:
-    """A record's arrays from its inputs file (read-only, never unpickled), nested as ``inputs`` makes them."""
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            flat = {key: stored[key] for key in stored.files}
-    except Exception as error:  # noqa: BLE001 (any damage: truncated, flipped bytes, a pickle)
-        shown = os.path.relpath(path)
-        raise InputsError(f"inputs file {shown} is unreadable ({type(error).__name__}: {error}); restore it "
-                          f"(git checkout -- {shown})") from None
-    arrays: dict = {}
-    for key, value in flat.items():
-        group, slash, name = key.partition("/")
-        if slash:
-            arrays.setdefault(group, {})[name] = value
-        else:
-            arrays[key] = value
-    return _read_only(arrays)
-
-
-def _layout(arrays: dict) -> dict:
-    """Each array's name, shape and kind of number: what an inputs file must agree on with its record."""
-    return {key: _layout(value) if isinstance(value, dict) else (value.shape, value.dtype.kind)
-            for key, value in sorted(arrays.items())}
-
-
-def _read_only(arrays: dict) -> dict:
-    result = {}
-    for key, value in arrays.items():
-        if isinstance(value, dict):
-            result[key] = _read_only(value)
-        else:
-            value = np.array(value)
-            value.flags.writeable = False
-            result[key] = value
-    return result
+def _measured(case: Case, implementation: Implementation, device: str, dtype: str) -> Measurement:
+    return frozen(case.measure(case.kind, implementation=implementation, device=device, dtype=dtype,
+                               **case.configuration()))
 
 
 def records_of(module) -> list[Record]:

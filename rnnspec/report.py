@@ -16,7 +16,7 @@ and would take a separate existing PATH for a test path)
     other parameters, with its outcome (passed, failed, error, xfailed, xpassed, skipped, with the
     reason or message) and, for every tensor the test compared (``spec_check``), the maximum
     absolute, relative and ULP errors against the reference and against the recorded fixture
-    (rnnspec/recorded.py defines them). Only then are the figures computed: a run without
+    (rnnspec/figures.py defines them). Only then are the figures computed: a run without
     ``--spec-report`` spends no time on them.
 
 A recording run (``--regen-all`` or ``--force-regen``, CPU only)
@@ -49,15 +49,14 @@ import sys
 
 import pytest
 
-from rnnspec import recorded
+from rnnspec import spec_check
+from rnnspec.vocabulary import NO_DTYPE, cell_text, chapter_title, module_of, no_case, parse, skip_reason
 
 # The plugin below runs in every session, so this module stays small (it is compiled on every run
 # where bytecode is not cached): the report itself, its rendering, compare, merge and the summary
 # of what moved live in rnnspec/reporting.py, imported only when a run or a command needs them.
 
 WIDTH = 100  # the terminal matrix never exceeds this many columns
-NO_DTYPE = "no dtype"  # the matrix column of tests parametrised by device only
-NONE_SELECTED = "(none selected)"  # the dtype of a claim about dtypes that --dtype left out (pytest's NOTSET)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -93,7 +92,7 @@ def pytest_configure(config):
         from rnnspec import reporting
 
         if path:
-            config.stash[recorded.FIGURES_WANTED] = True
+            config.stash[spec_check.FIGURES_WANTED] = True
         config.pluginmanager.register(reporting.Details(config, path, recording), "rnn-spec-report")
 
 
@@ -116,28 +115,6 @@ def pytest_report_header(config):
     return lines
 
 
-def phase_outcome(report) -> tuple[str, str | None] | None:
-    """The test outcome one phase report decides (with the skip or xfail reason), None if it decides none."""
-    if report.when == "call":
-        if hasattr(report, "wasxfail"):
-            return ("xfailed" if report.skipped else "xpassed"), report.wasxfail
-        if report.skipped:
-            return "skipped", skip_reason(report)
-        return ("passed" if report.passed else "failed"), None
-    if report.failed:
-        return "error", None
-    if report.skipped:
-        return ("xfailed", report.wasxfail) if hasattr(report, "wasxfail") else ("skipped", skip_reason(report))
-    return None
-
-
-def skip_reason(report) -> str | None:
-    longrepr = report.longrepr
-    if isinstance(longrepr, tuple) and len(longrepr) == 3:
-        return str(longrepr[2]).removeprefix("Skipped: ")
-    return None if longrepr is None else str(longrepr)
-
-
 def is_worker(config) -> bool:
     return hasattr(config, "workerinput")
 
@@ -154,9 +131,10 @@ class Matrix:
         dtypes = list(getattr(config, "spec_dtypes", []))
         cells: dict[tuple[str, str, str], dict[str, int]] = {}
         for nodeid, outcome in outcomes.items():
-            device, dtype = parse_case(nodeid, devices, dtypes)
+            place = parse(nodeid, devices, dtypes)
+            device, dtype = place.device, place.dtype
             if device is not None:
-                counts = cells.setdefault((device, chapter_of(nodeid), dtype or NO_DTYPE), {})
+                counts = cells.setdefault((device, module_of(nodeid), dtype or NO_DTYPE), {})
                 counts[outcome] = counts.get(outcome, 0) + 1
         for line, bad in matrix_lines(cells, devices, dtypes):
             terminalreporter.write_line(line, red=bad)
@@ -172,40 +150,6 @@ def tallied(stats: dict[str, list]) -> dict[str, str]:
             if nodeid and not (category == "skipped" and no_case(skip_reason(report))):
                 outcomes[nodeid] = category
     return outcomes
-
-
-def no_case(reason: str | None) -> bool:
-    """A claim about dtypes none of which is selected: pytest skips its empty parameter set; no matrix cell."""
-    return bool(reason) and reason.startswith("got empty parameter set")
-
-
-def parse_case(nodeid: str, devices: list[str], dtypes: list[str]) -> tuple[str | None, str | None]:
-    """(device, dtype) of a test id ``…[cpu-float32-…]`` (conftest puts them first), or None where absent."""
-    words = nodeid.rpartition("[")[2].rstrip("]").split("-") if nodeid.endswith("]") else []
-    device = words.pop(0) if words and words[0] in devices else None
-    if words and words[0] == "NOTSET":  # see NONE_SELECTED
-        return None, None
-    dtype = words[0] if words and words[0] in dtypes else None
-    return device, dtype
-
-
-def chapter_of(nodeid: str) -> str:
-    """``spec/test_01_forward_values.py::test_x[…]`` -> ``test_01_forward_values``."""
-    return nodeid.split("::", 1)[0].rpartition("/")[2].removesuffix(".py")
-
-
-def chapter_title(chapter: str) -> str:
-    """``test_01_forward_values`` -> ``01 forward values``."""
-    return chapter.removeprefix("test_").replace("_", " ")
-
-
-def cell_text(counts: dict[str, int]) -> str:
-    """``9/9``, ``7/9 F2``, ``0/9 x9``: passed (and xpassed) over total, then what did not pass."""
-    total = sum(counts.values())
-    passed = counts.get("passed", 0) + counts.get("xpassed", 0)
-    marks = "".join(f" {letter}{counts[name]}" for name, letter in
-                    (("failed", "F"), ("error", "E"), ("xfailed", "x"), ("skipped", "s")) if counts.get(name))
-    return f"{passed}/{total}{marks}"
 
 
 def matrix_lines(cells, devices: list[str], dtypes: list[str]) -> list[tuple[str, bool]]:

@@ -20,16 +20,17 @@ from pathlib import Path
 
 import pytest
 
-from rnnspec import authority, provenance, recorded
-from rnnspec.report import (NO_DTYPE, NONE_SELECTED, OBSERVATIONS, cell_text, chapter_of, chapter_title, is_worker,
-                            no_case, phase_outcome)
+from rnnspec import authority, fixture_files, provenance, spec_check
+from rnnspec.figures import FORMATS, INF, error_figures
+from rnnspec.report import OBSERVATIONS, is_worker
+from rnnspec.vocabulary import (NO_DTYPE, NONE_SELECTED, OUTCOMES, cell_text, chapter_title, module_of, no_case,
+                                phase_outcome)
 
 FORMAT = "rnn-spec-report"
 VERSION = 2
 #: The versions the commands read: a version 1 report is read as version 2 with the new fields unknown.
 READABLE = (1, 2)
 SCHEMA = Path(__file__).with_name("report.schema.json")
-OUTCOMES = ("passed", "failed", "error", "xfailed", "xpassed", "skipped")
 WITNESSES = {  # a comparison's key in the report -> how the report names it
     "against_reference": "measured vs reference",
     "against_fixture": "measured vs fixture",
@@ -61,15 +62,15 @@ class Details:
         report = yield
         if call.when == "call" or report.failed or report.skipped:
             report.rnnspec_case = case_of(item)
-            report.rnnspec_comparisons = item.stash.get(recorded.COMPARISONS, [])
-            report.rnnspec_recorded = item.stash.get(recorded.RECORDED, [])
+            report.rnnspec_comparisons = item.stash.get(spec_check.COMPARISONS, [])
+            report.rnnspec_recorded = item.stash.get(spec_check.RECORDED, [])
             report.rnnspec_observations = item.stash.get(OBSERVATIONS, {})
         return report
 
     def pytest_runtest_logreport(self, report):
         row = self.rows.get(report.nodeid)
         if row is None:
-            row = self.rows[report.nodeid] = {"nodeid": report.nodeid, "chapter": chapter_of(report.nodeid),
+            row = self.rows[report.nodeid] = {"nodeid": report.nodeid, "chapter": module_of(report.nodeid),
                                               "behaviour": report.nodeid.split("::")[-1].split("[")[0],
                                               "claim": None, "device": None, "dtype": None, "params": {},
                                               "outcome": None, "reason": None, "message": None,
@@ -174,14 +175,14 @@ def describe_run(config, *, exitstatus: int | None, duration: float) -> dict:
     import numpy
     import torch
 
-    from rnnspec import machine, platform, targets
+    from rnnspec import machine, numerics, targets
 
     try:
         baseline = provenance.read(config.rootpath / "fixtures")
     except provenance.ProvenanceError:
         baseline = None
-    with platform.pinned_numerics():
-        in_tests = {name: provenance._plain(value) for name, value in platform.numerics_flags().items()}
+    with numerics.pinned_numerics():
+        in_tests = {name: provenance._plain(value) for name, value in numerics.numerics_flags().items()}
     cudnn = torch.backends.cudnn
     return {
         "label": config.getoption("spec_report_label") or f"{_platform.system().lower()}-{_platform.machine()}",
@@ -200,7 +201,7 @@ def describe_run(config, *, exitstatus: int | None, duration: float) -> dict:
         "dtypes": list(getattr(config, "spec_dtypes", [])),
         "numerics": {
             "in_tests": in_tests,
-            "session": {name: provenance._plain(value) for name, value in platform.numerics_flags().items()},
+            "session": {name: provenance._plain(value) for name, value in numerics.numerics_flags().items()},
             "cudnn": {"enabled": bool(cudnn.enabled), "deterministic": bool(cudnn.deterministic),
                       "benchmark": bool(cudnn.benchmark)},
             "deterministic_warn_only": bool(torch.is_deterministic_algorithms_warn_only_enabled()),
@@ -337,7 +338,7 @@ def column_titles(report: dict) -> dict[tuple[int, str], str]:
 def fmt(value, ulp: bool = False) -> str:
     if value is None:
         return "–"
-    if value == recorded.INF:
+    if value == INF:
         return "∞"
     if ulp:
         return str(value)
@@ -361,7 +362,7 @@ def worst(result: dict, witness: str) -> tuple[float, str] | None:
 
 
 def _number(value) -> float:
-    return math.inf if value == recorded.INF else float(value)
+    return math.inf if value == INF else float(value)
 
 
 def configuration(result: dict) -> str:
@@ -385,7 +386,7 @@ def render(report: dict) -> str:
     out = ["# rnn-spec conformance report", "",
            f"Report format {report['format']} version {report['version']}, created {report['created']}. "
            f"Errors are per compared tensor: max absolute, max relative and max ULP distance in the dtype "
-           f"under test (definitions: `rnnspec/recorded.py`).", ""]
+           f"under test (definitions: `rnnspec/figures.py`).", ""]
     out += _render_runs(report)
     out += _render_matrix(report)
     if len(report["runs"]) > 1 or len({r["device"] for r in report["results"] if r["device"]}) > 1:
@@ -479,7 +480,7 @@ def _render_by_device(report: dict) -> list[str]:
                 continue
             drift = worst(result, "against_fixture")
             if drift is not None and drift[0] > 0:
-                ulp = recorded.INF if drift[0] == math.inf else int(drift[0])
+                ulp = INF if drift[0] == math.inf else int(drift[0])
                 cells.append(f"{result['outcome']} ({fmt(ulp, True)} ULP)")
             else:
                 cells.append(result["outcome"])
@@ -507,7 +508,7 @@ def _render_results(report: dict) -> list[str]:
             for witness in ("against_reference", "against_fixture"):
                 found = worst(r, witness)
                 columns.append("–" if found is None else "0" if found[0] == 0 else
-                               f"{fmt(recorded.INF if found[0] == math.inf else int(found[0]), True)} ULP ({found[1]})")
+                               f"{fmt(INF if found[0] == math.inf else int(found[0]), True)} ULP ({found[1]})")
             out.append("| " + " | ".join(_cell(c) for c in columns) + " |")
         detailed = [r for r in results if r["comparisons"]]
         if detailed:
@@ -681,7 +682,7 @@ def regressed(result: dict) -> bool:
 def _used(figures: dict | None) -> str:
     """The share of the tolerance used, as a percentage with two significant digits."""
     used = (figures or {}).get("tolerance_used")
-    return "–" if used is None else ("∞" if used == recorded.INF else f"{used * 100:.2g}%")
+    return "–" if used is None else ("∞" if used == INF else f"{used * 100:.2g}%")
 
 
 def _torches(report: dict) -> str:
@@ -774,23 +775,23 @@ def rebaseline_summary(fixtures: Path, base: str = "HEAD") -> str:
             continue
         try:
             before, after = arrays(old_files[name]), arrays(data)
-        except recorded.UNREADABLE as error:
+        except fixture_files.UNREADABLE as error:
             unreadable.append(f"`{name}`: {type(error).__name__}: {error}")
             continue
         order_before, order_after = list(before), list(after)
-        dtype = str(after.pop(recorded.DTYPE_TAG, "(none)"))
-        old_tag = str(before.pop(recorded.DTYPE_TAG, "(none)"))
+        dtype = str(after.pop(fixture_files.DTYPE_TAG, "(none)"))
+        old_tag = str(before.pop(fixture_files.DTYPE_TAG, "(none)"))
         moved = []
         for key in sorted(set(before) | set(after)):
             if key not in before or key not in after:
                 moved.append(f"`{key}` {'added' if key in after else 'removed'}")
                 continue
-            figures = recorded.error_figures(after[key], before[key], dtype if dtype in recorded.FORMATS else "float64")
+            moved_by = error_figures(after[key], before[key], dtype if dtype in FORMATS else "float64")
             if after[key].dtype != before[key].dtype:
                 moved.append(f"`{key}` stored as {after[key].dtype}, was {before[key].dtype}")
-            if figures["differing"]:
-                moved.append(f"`{key}` {fmt(figures['max_ulp'], True)} ULP in {figures['differing']} of "
-                             f"{after[key].size} values (abs {fmt(figures['max_abs'])}, rel {fmt(figures['max_rel'])})")
+            if moved_by["differing"]:
+                moved.append(f"`{key}` {fmt(moved_by['max_ulp'], True)} ULP in {moved_by['differing']} of "
+                             f"{after[key].size} values (abs {fmt(moved_by['max_abs'])}, rel {fmt(moved_by['max_rel'])})")
         if old_tag != dtype:
             moved.insert(0, f"dtype tag {old_tag} → {dtype}")
         if not moved:
@@ -802,7 +803,7 @@ def rebaseline_summary(fixtures: Path, base: str = "HEAD") -> str:
            f"Written by `python -m rnnspec.report rebaseline-summary` (also at the end of every recording run, "
            f"`pytest --regen-all --device cpu`): the working tree's fixtures against git revision {base} "
            f"({commit}). Figures: the new recording against the old one, in units in the last place of "
-           f"the file's dtype (`rnnspec/recorded.py`). Review this with the .npz files before committing.", "",
+           f"the file's dtype (`rnnspec/figures.py`). Review this with the .npz files before committing.", "",
            "| baseline | at " + commit + " | now |", "|---|---|---|"]
     old_b, new_b = baselines_text(old_doc, "none recorded"), baselines_text(new_doc, "none recorded")
     out += [f"| fixtures recorded with | {old_b} | {new_b} |", ""]

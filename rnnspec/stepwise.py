@@ -12,7 +12,7 @@ PyTorch, and the spec must admit both:
   earliest input gradient lands about 6 % from the truth in bfloat16, four times the row.
 
 This module measures the second kind's reach for one computation: :func:`emulate` runs a function
-of the NumPy reference (``rnnspec.runs.derive``, a closed form's reference run) on arrays of the
+of the NumPy reference (``rnnspec.numpy_reference.derive``, a closed form's reference run) on arrays of the
 :class:`Rounded` type, whose every arithmetic operation (each ufunc: products, sums, ``exp``,
 ``tanh``, matrix products, reductions) rounds its float64 result to the dtype, as step-by-step
 arithmetic does. A matrix product is rounded once, as a kernel that accumulates in float32 rounds

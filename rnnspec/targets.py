@@ -1,15 +1,16 @@
 """The implementation under test: ``--target NAME`` checks another implementation against the same spec.
 
-Every module a chapter runs is built by :func:`rnnspec.runs.build` (directly, or through
-``rnnspec.module_kinds.explicit_module``): with explicit weights copied in, moved to the device
-and dtype under test. ``--target`` chooses what that function builds, for the whole session:
+Every module a chapter runs is built by :func:`rnnspec.measure.build` (directly, or through
+``rnnspec.measure.explicit_module``) for the implementation under test, which the session hands to
+the tests as the ``implementation`` fixture (conftest.py): with explicit weights copied in, moved
+to the device and dtype under test. ``--target`` chooses that implementation, for the session:
 
 ``eager`` (the default)
     ``torch.nn`` as installed: ``nn.RNN``, ``nn.LSTM``, ``nn.GRU`` and their cells.
 ``cells``
     each layer computed as a Python loop over the matching cell module (``nn.RNNCell``,
     ``nn.LSTMCell``, ``nn.GRUCell``) holding that layer's and direction's weights, step by step in
-    the dtype under test: the loop of ``rnnspec/breaks.py`` with its steps done by the cells.
+    the dtype under test: the loop of ``rnnspec/torch_loop.py`` with its steps done by the cells.
     The module is otherwise torch's own (class, parameter names, call signature and argument
     checks; layers, directions, ``batch_first``, unbatched input, h0/c0, packed sequences and
     inter-layer dropout all go through the loop). LSTM projections (``proj_size``) are not
@@ -60,18 +61,18 @@ A test that needs something the target does not provide is skipped with a reason
 "not applicable to --target X:": the target said so (the test failed after a
 :class:`NotApplicable` was raised during it, whatever exception the test then reported), or the
 test states a property of ``torch.nn`` itself, building torch's modules directly by design
-(:data:`TORCH_ITSELF`): the default initialisation, the constructors' argument checks and
+(they carry the marker ``@pytest.mark.torch_nn_itself(why)``): the default initialisation, the
+constructors' argument checks and
 warning, ``pack_padded_sequence``. What a target does differently is stated per test in
 ``expectations/target-NAME.toml`` (strict xfails with the error, see ``rnnspec/expectations.py``). Fixtures are recorded from
 ``torch.nn`` only: ``--regen-all`` / ``--force-regen`` under another target is a usage error.
-Every memoised run is keyed by the target (``rnnspec.runs.memoised``), and the report header
+Every memoised run is keyed by the implementation (``rnnspec.measure.memoised``), and the report header
 names it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fnmatch
 import importlib
 import importlib.util
 import sys
@@ -84,8 +85,9 @@ import pytest
 import torch
 from torch import nn
 
-from rnnspec import releases, runs
-from rnnspec.module_kinds import MODULES
+from rnnspec import releases
+from rnnspec.kinds import KINDS
+from rnnspec.measure import EAGER, Implementation
 
 
 class NotApplicable(NotImplementedError):
@@ -105,20 +107,10 @@ class NotApplicable(NotImplementedError):
 _noted: list[NotApplicable] = []
 
 
-#: Tests that state a property of torch.nn itself and build torch's modules directly, by design:
-#: under another target they say nothing about it. fnmatch patterns on node ids, with the reason.
-TORCH_ITSELF: dict[str, str] = {
-    "spec/test_14_default_initialisation.py::*":
-        "states torch.nn's default initialisation, constructing torch's modules itself",
-    "spec/test_15_error_contracts.py::test_constructor_rejects_the_configuration*":
-        "states torch.nn's constructor checks, constructing torch's modules itself",
-    "spec/test_15_error_contracts.py::test_cells_accept_hidden_size_zero":
-        "states torch.nn's constructor checks, constructing torch's modules itself",
-    "spec/test_12_dropout.py::test_one_layer_dropout_warns*":
-        "states torch.nn's constructor warning, constructing torch's modules itself",
-    "spec/test_11_packed_sequences.py::test_enforce_sorted_rejects_lengths_out_of_order*":
-        "states torch.nn.utils.rnn.pack_padded_sequence's check; no recurrent module is involved",
-}
+#: The marker of a test that states a property of torch.nn itself, building torch's modules directly by
+#: design (the default initialisation, the constructors' checks, pack_padded_sequence): under another target
+#: it says nothing about that target, and is not applicable.
+TORCH_NN_ITSELF = "torch_nn_itself"
 
 
 def module_name(kind: str, cell: bool) -> str:
@@ -126,7 +118,7 @@ def module_name(kind: str, cell: bool) -> str:
     return f"{kind}_cell" if cell else kind
 
 
-class Target(runs.Implementation):
+class Target(Implementation):
     """An implementation ``--target`` can choose: a factory of modules and what is done to each once built.
 
     ``factory(kind, input_size, hidden_size, **options)`` (see the module docstring) and
@@ -164,7 +156,7 @@ def _words(options: dict) -> str:
 
 def torch_module(kind: str, input_size: int, hidden_size: int, **options) -> nn.Module:
     """torch.nn's module of ``kind`` (a factory's name: ``lstm``, ``gru_cell``...), default initialisation."""
-    return MODULES[kind].construct(input_size, hidden_size, **options)
+    return KINDS[kind].construct(input_size, hidden_size, **options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,16 +166,16 @@ def torch_module(kind: str, input_size: int, hidden_size: int, **options) -> nn.
 def cell_loop(kind: str, input_size: int, hidden_size: int, **options) -> nn.Module:
     """The ``cells`` target: torch's layer, computed as a loop over its cell module; the cells as they are.
 
-    The loop is that of rnnspec/breaks.py with nothing broken and each step done by the cell
+    The loop is that of rnnspec/torch_loop.py with nothing broken and each step done by the cell
     (imported here: the default run does not need it).
     """
-    from rnnspec import breaks  # noqa: PLC0415
+    from rnnspec import torch_loop  # noqa: PLC0415
 
     if options.get("proj_size"):
         raise NotImplementedError("proj_size: nn.LSTMCell has no projection, so a loop of cells cannot project")
     module = torch_module(kind, input_size, hidden_size, **options)
-    cells = breaks.Break("cells", "nothing: each step computed by torch's cell module", cell_modules=True)
-    return module if MODULES[kind].cell else breaks.routed(module, cells)
+    cells = torch_loop.Break("cells", "nothing: each step computed by torch's cell module", cell_modules=True)
+    return module if KINDS[kind].cell else torch_loop.routed(module, cells)
 
 
 #: The backend of ``--target compile`` (see the module docstring for why).
@@ -278,8 +270,8 @@ def scripted(module: nn.Module) -> nn.Module:
         return torch.jit.script(module)
 
 
-def _eager() -> runs.Implementation:
-    return runs.EAGER
+def _eager() -> Implementation:
+    return EAGER
 
 
 def _cells() -> Target:
@@ -304,12 +296,12 @@ def _mutant(name: str) -> Target:
     return Target(f"mutant:{name}", mutants.IMPLEMENTATIONS[name].models, mutants.factory(name))
 
 
-BUILT_IN: dict[str, Callable[[], runs.Implementation]] = {"eager": _eager, "cells": _cells, "script": _script,
+BUILT_IN: dict[str, Callable[[], Implementation]] = {"eager": _eager, "cells": _cells, "script": _script,
                                                          "compile": _compile}
 FORMS = "eager, cells, script, compile[:BACKEND], mutant:NAME, some.module:factory or path/to/file.py:factory"
 
 
-def resolve(spec: str, *, root: Path | None = None) -> runs.Implementation:
+def resolve(spec: str, *, root: Path | None = None) -> Implementation:
     """The target ``--target spec`` names; a relative file path is taken from ``root`` (default: the cwd)."""
     if spec in BUILT_IN:
         return BUILT_IN[spec]()
@@ -352,7 +344,7 @@ def _load(location: str, spec: str, root: Path) -> types.ModuleType:
 # The pytest plugin
 # ---------------------------------------------------------------------------------------------
 
-_ACTIVE = pytest.StashKey[runs.Implementation]()
+_ACTIVE = pytest.StashKey[Implementation]()
 _RESTORE = pytest.StashKey[contextlib.ExitStack]()
 
 
@@ -366,15 +358,15 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", f"{TORCH_NN_ITSELF}(why): the test states torch.nn itself (why), building "
+                                       f"torch's modules directly: not applicable under another --target")
     spec = config.getoption("--target")
     target = resolve(spec, root=config.invocation_params.dir)
-    if target is not runs.EAGER and (config.getoption("regen_all", False) or config.getoption("force_regen", False)):
+    if target is not EAGER and (config.getoption("regen_all", False) or config.getoption("force_regen", False)):
         raise pytest.UsageError(f"--target {spec}: fixtures are recorded from torch.nn only (--target eager)")
     stack = contextlib.ExitStack()
     if isinstance(target, Target):
         stack.enter_context(target.session())
-    previous = runs.use(target)
-    stack.callback(runs.use, previous)
     config.stash[_ACTIVE] = target
     config.stash[_RESTORE] = stack
 
@@ -386,12 +378,12 @@ def pytest_unconfigure(config):
         del config.stash[_RESTORE]
 
 
-def active(config) -> runs.Implementation:
+def active(config) -> Implementation:
     """The session's target (eager where this plugin is not loaded)."""
-    return config.stash.get(_ACTIVE, runs.EAGER)
+    return config.stash.get(_ACTIVE, EAGER)
 
 
-def describe(target: runs.Implementation) -> str:
+def describe(target: Implementation) -> str:
     return f"{target.name} ({getattr(target, 'description', 'torch.nn as installed')})"
 
 
@@ -401,13 +393,13 @@ def pytest_report_header(config):
 
 def pytest_collection_modifyitems(config, items):
     target = active(config)
-    if target is runs.EAGER:
+    if target is EAGER:
         return
     for item in items:
-        for pattern, why in TORCH_ITSELF.items():
-            if fnmatch.fnmatchcase(item.nodeid, pattern):
-                item.add_marker(pytest.mark.skip(reason=f"not applicable to --target {target.name}: the test {why}"))
-                break
+        marker = item.get_closest_marker(TORCH_NN_ITSELF)
+        if marker is not None:
+            item.add_marker(pytest.mark.skip(reason=f"not applicable to --target {target.name}: the test "
+                                                    f"{marker.args[0]}"))
 
 
 @pytest.hookimpl(wrapper=True)

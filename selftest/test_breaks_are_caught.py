@@ -66,7 +66,15 @@ if str(REPO) not in sys.path:  # make `rnnspec` importable however pytest was st
     sys.path.insert(0, str(REPO))
 
 from repository_copy import copy_into  # noqa: E402
-from rnnspec import breaks  # noqa: E402
+from rnnspec import breaks, torch_loop, zoo  # noqa: E402
+from rnnspec.kinds import RECURRENCES  # noqa: E402
+
+#: The zoo's entries these tests patch into torch with --break and regenerate fixtures from: the first nine,
+#: one per kind of wrong torch (each costs a recording and a normal session); the zoo's selftest
+#: (selftest/test_mutant_zoo.py) runs every entry as a --target.
+BREAKS = {name: zoo.ZOO[name] for name in (
+    "relu_computes_tanh", "tanh_computes_relu", "lstm_gates_swapped", "gru_reset_before", "bias_hh_ignored",
+    "hidden_gradient_scaled_0_9", "hidden_state_detached", "gradient_perturbed_1e-4", "recurrence_drops_w_hh")}
 
 #: The words each chapter's failures start with (its Truth.behaviour and assert_agrees' behaviour=).
 CHAPTER_BEHAVIOURS = {
@@ -150,22 +158,22 @@ def _configurations(kind: str):
                    proj=2 if kind == "lstm" and i % 3 == 1 else 0)
 
 
-@pytest.mark.parametrize("kind", breaks.KINDS)
+@pytest.mark.parametrize("kind", RECURRENCES)
 def test_loop_without_a_break_matches_torch_to_1e_12_in_float64(kind):
     """The loop every break builds on is torch's layer: forward and every gradient within 1e-12, over
     layers, directions, layouts (packed included), bias, projections, given or omitted initial state."""
     for options in _configurations(kind):
         expected_forward, expected_gradients = _run(kind, **options)
-        before = breaks.handled[kind]
-        with breaks.patched(breaks.NO_BREAK):
+        before = torch_loop.handled[kind]
+        with torch_loop.patched(torch_loop.NO_BREAK):
             forward, gradients = _run(kind, **options)
-        assert breaks.handled[kind] == before + 1, f"{kind} {options}: the loop was not used"
+        assert torch_loop.handled[kind] == before + 1, f"{kind} {options}: the loop was not used"
         for index, (a, b) in enumerate(zip(forward + gradients, expected_forward + expected_gradients, strict=True)):
             assert a.shape == b.shape and (a - b).abs().max().item() <= 1e-12, (
                 f"{kind} {options}: tensor {index} differs from torch's by {(a - b).abs().max().item():.3g}")
 
 
-@pytest.mark.parametrize("kind", breaks.KINDS)
+@pytest.mark.parametrize("kind", RECURRENCES)
 def test_loop_drops_what_torch_drops_between_layers(kind):
     """Training with inter-layer dropout: the same outputs from the same seed, and the same random state after."""
     module = _module(kind, layers=3, bidirectional=True, batch_first=False, bias=True, proj=0)
@@ -174,7 +182,7 @@ def test_loop_drops_what_torch_drops_between_layers(kind):
     x = torch.randn(5, 2, 3, dtype=torch.float64)
     torch.manual_seed(1)
     expected, expected_next = module(x)[0], torch.rand(3)
-    with breaks.patched(breaks.NO_BREAK):
+    with torch_loop.patched(torch_loop.NO_BREAK):
         torch.manual_seed(1)
         got, got_next = module(x)[0], torch.rand(3)
     assert (got - expected).abs().max().item() <= 1e-12 and torch.equal(got_next, expected_next)
@@ -184,16 +192,16 @@ def test_loop_drops_what_torch_drops_between_layers(kind):
 BACKWARD_ONLY = {"hidden_gradient_scaled_0_9", "hidden_state_detached", "gradient_perturbed_1e-4"}
 
 
-@pytest.mark.parametrize("name", list(breaks.BREAKS))
+@pytest.mark.parametrize("name", list(BREAKS))
 def test_each_break_changes_what_its_name_says_and_nothing_else(name):
     """On its kinds the break changes the gradients, and the forward unless it is backward-only;
     on the other kinds it is bitwise the loop with no break."""
-    brk = breaks.BREAKS[name]
+    brk = BREAKS[name]
     options = dict(layers=1, bidirectional=False, layout="seqfirst", bias=True, proj=0, h0=True)
-    for kind in breaks.KINDS:
-        with breaks.patched(breaks.NO_BREAK):
+    for kind in RECURRENCES:
+        with torch_loop.patched(torch_loop.NO_BREAK):
             healthy_forward, healthy_gradients = _run(kind, **options)
-        with breaks.patched(brk):
+        with torch_loop.patched(brk):
             broken_forward, broken_gradients = _run(kind, **options)
         forward_same = all(torch.equal(a, b) for a, b in zip(healthy_forward, broken_forward, strict=True))
         gradients_same = all(torch.equal(a, b) for a, b in zip(healthy_gradients, broken_gradients, strict=True))
@@ -209,7 +217,7 @@ def test_zeroed_terms_stay_in_the_graph_with_gradient_zero():
     """bias_hh_ignored and recurrence_drops_w_hh keep the parameter in the graph: its .grad exists and is 0."""
     for name, parameter in (("bias_hh_ignored", "bias_hh_l0"), ("recurrence_drops_w_hh", "weight_hh_l0")):
         module = torch.nn.LSTM(2, 3, dtype=torch.float64)
-        with breaks.patched(breaks.BREAKS[name]):
+        with torch_loop.patched(BREAKS[name]):
             output, _ = module(torch.randn(4, 1, 2, dtype=torch.float64))
             output.sum().backward()
         grad = getattr(module, parameter).grad
@@ -219,31 +227,31 @@ def test_zeroed_terms_stay_in_the_graph_with_gradient_zero():
 def test_patching_is_undone_and_no_option_does_nothing():
     """After a break, torch._VF is as before; without --break the plugin patches nothing and says nothing."""
     vf = torch._VF
-    originals = {kind: getattr(vf, kind) for kind in breaks.KINDS}
-    with breaks.patched(breaks.BREAKS["relu_computes_tanh"]):
-        assert all(getattr(vf, kind) is not originals[kind] for kind in breaks.KINDS)
-    assert all(getattr(vf, kind) is originals[kind] for kind in breaks.KINDS)
-    assert not set(vars(vf)) & set(breaks.KINDS)
+    originals = {kind: getattr(vf, kind) for kind in RECURRENCES}
+    with torch_loop.patched(BREAKS["relu_computes_tanh"]):
+        assert all(getattr(vf, kind) is not originals[kind] for kind in RECURRENCES)
+    assert all(getattr(vf, kind) is originals[kind] for kind in RECURRENCES)
+    assert not set(vars(vf)) & set(RECURRENCES)
 
     config = SimpleNamespace(getoption=lambda name: None, stash=pytest.Stash())
     breaks.pytest_configure(config)
-    assert all(getattr(vf, kind) is originals[kind] for kind in breaks.KINDS)
+    assert all(getattr(vf, kind) is originals[kind] for kind in RECURRENCES)
     assert breaks.pytest_report_header(config) is None
     breaks.pytest_unconfigure(config)
 
 
 def test_a_break_is_installed_for_the_session_and_announced_in_the_header():
     vf = torch._VF
-    originals = {kind: getattr(vf, kind) for kind in breaks.KINDS}
+    originals = {kind: getattr(vf, kind) for kind in RECURRENCES}
     config = SimpleNamespace(getoption=lambda name: "lstm_gates_swapped", stash=pytest.Stash())
     breaks.pytest_configure(config)
     try:
-        assert all(getattr(vf, kind) is not originals[kind] for kind in breaks.KINDS)
+        assert all(getattr(vf, kind) is not originals[kind] for kind in RECURRENCES)
         header = breaks.pytest_report_header(config)
         assert header and "lstm_gates_swapped" in header[0] and "broken on purpose" in header[0]
     finally:
         breaks.pytest_unconfigure(config)
-    assert all(getattr(vf, kind) is originals[kind] for kind in breaks.KINDS)
+    assert all(getattr(vf, kind) is originals[kind] for kind in RECURRENCES)
 
 
 def test_unknown_break_is_a_usage_error_listing_the_names():
@@ -251,13 +259,13 @@ def test_unknown_break_is_a_usage_error_listing_the_names():
     with pytest.raises(pytest.UsageError) as error:
         breaks.pytest_configure(config)
     assert "relu_computes_sigmoid" in str(error.value)
-    assert all(name in str(error.value) for name in breaks.BREAKS)
+    assert all(name in str(error.value) for name in zoo.ZOO)
     assert "none" not in str(error.value).split("choose from")[1].split(", ")
 
 
 def test_every_break_is_documented_in_the_module_docstring():
-    for name in breaks.BREAKS:
-        assert f"``{name}``" in breaks.__doc__, f"{name} is not described in rnnspec/breaks.py's docstring"
+    for name in zoo.ZOO:
+        assert f"``{name}``" in zoo.__doc__, f"{name} is not described in rnnspec/zoo.py's docstring"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -265,13 +273,13 @@ def test_every_break_is_documented_in_the_module_docstring():
 # ----------------------------------------------------------------------------------------------
 
 # Written into the copy: the careless recording of step 1. The suite refuses to record a measurement
-# that disagrees with the truth (rnnspec.recorded.assert_matches_truth(..., what="measured")); this
+# that disagrees with the truth (rnnspec.spec_check.assert_matches_truth(..., what="measured")); this
 # plugin skips that one check, so whatever the broken PyTorch computes is recorded.
 RECORD_ANYTHING = """
 import pytest
-from rnnspec import recorded
+from rnnspec import spec_check
 
-_check = getattr(recorded, "assert_matches_truth", None)
+_check = getattr(spec_check, "assert_matches_truth", None)
 
 
 def _record_anything(arrays, truth, dtype, tolerance, *, what, **options):
@@ -282,22 +290,22 @@ def _record_anything(arrays, truth, dtype, tolerance, *, what, **options):
 
 def pytest_configure(config):
     if _check is None:
-        raise pytest.UsageError("rnnspec.recorded.assert_matches_truth is gone: update RECORD_ANYTHING "
+        raise pytest.UsageError("rnnspec.spec_check.assert_matches_truth is gone: update RECORD_ANYTHING "
                                 "in selftest/test_breaks_are_caught.py")
-    recorded.assert_matches_truth = _record_anything
+    spec_check.assert_matches_truth = _record_anything
 
 
 def pytest_unconfigure(config):
-    recorded.assert_matches_truth = _check
+    spec_check.assert_matches_truth = _check
 """
 
 # Written into the copy: the breaks' loop with no hook filled, for the sanity run.
 LOOP_WITHOUT_A_BREAK = """
-from rnnspec import breaks
+from rnnspec import torch_loop
 
 
 def pytest_configure(config):
-    config._rnnspec_restore = breaks.install(breaks.NO_BREAK)
+    config._rnnspec_restore = torch_loop.install(torch_loop.NO_BREAK)
 
 
 def pytest_unconfigure(config):
@@ -390,7 +398,7 @@ def chapter_kinds() -> dict[str, set[str]]:
     are values, each with an independent truth. The others state shapes, errors or support, which
     no numerical break changes; leaving them out keeps these runs short as the spec grows.
     """
-    pattern = re.compile(r"""["'](%s)["']""" % "|".join(breaks.KINDS))
+    pattern = re.compile(r"""["'](%s)["']""" % "|".join(RECURRENCES))
     return {path.name: set(pattern.findall(path.read_text())) for path in sorted((REPO / "spec").glob("test_*.py"))
             if (REPO / "fixtures" / path.stem).is_dir()}
 
@@ -422,9 +430,9 @@ REFUSAL_CHECKED = "gradient_perturbed_1e-4"
 HEALTHY_RUN_AGAINST_THEIR_FIXTURES = {"gradient_perturbed_1e-4"}
 
 
-@pytest.mark.parametrize("name", list(breaks.BREAKS))
+@pytest.mark.parametrize("name", list(BREAKS))
 def test_break_is_caught_even_with_fixtures_regenerated_from_it(name, tmp_path, repository_fixtures):
-    brk = breaks.BREAKS[name]
+    brk = BREAKS[name]
     copy = Copy(tmp_path)
     measured_by = {kind: sorted(chapter for chapter, kinds in chapter_kinds().items() if kind in kinds)
                    for kind in brk.kinds}
@@ -479,8 +487,8 @@ def test_without_a_break_the_copy_passes(tmp_path, repository_fixtures):
     """On a healthy torch, regeneration and then a normal run of the copy pass."""
     copy = Copy(tmp_path)
     regenerated, normal = copy.run(
-        copy.arguments("--dtype", DTYPES, "--regen-all", *chapters_measuring(breaks.KINDS)),
-        copy.arguments("--dtype", DTYPES, "-k", reference_selection(breaks.KINDS), *chapters_measuring(breaks.KINDS),
+        copy.arguments("--dtype", DTYPES, "--regen-all", *chapters_measuring(RECURRENCES)),
+        copy.arguments("--dtype", DTYPES, "-k", reference_selection(RECURRENCES), *chapters_measuring(RECURRENCES),
                        REFERENCE_TEST),
     )
     for session in (regenerated, normal):

@@ -15,8 +15,8 @@ import pytest
 
 from rnnspec import closed_forms, stepwise
 from rnnspec.comparison import magnitude, round_to_dtype
-from rnnspec.platform import DTYPES
-from rnnspec.runs import derive, relu_kink_distance
+from rnnspec.devices import DTYPES
+from rnnspec.numpy_reference import derive, relu_kink_distance
 from spec import test_02_exploding_gradient as chapter_2
 from spec import test_03_vanishing_gradient as chapter_3
 from spec import test_05_lstm_slower_decay as chapter_5

@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 from rnnspec import document, plots
-from rnnspec.platform import DTYPES
+from rnnspec.devices import DTYPES
 
 pytest_plugins = ["pytester"]
 

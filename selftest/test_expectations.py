@@ -13,12 +13,12 @@ pytest_plugins = ["pytester"]
 #: A conftest that applies the expectation files of its folder to tests taking a cpu ``device``.
 CONFTEST = textwrap.dedent("""
     from pathlib import Path
-    from rnnspec import expectations, platform
+    from rnnspec import devices, expectations
 
     pytest_plugins = {plugins!r}
 
     def pytest_configure(config):
-        config.spec_devices = [platform.Device("cpu")]
+        config.spec_devices = [devices.Device("cpu")]
         config.pluginmanager.register(expectations.Plugin(Path(__file__).parent / "expectations"))
 
     def pytest_generate_tests(metafunc):

@@ -10,7 +10,7 @@ orphan) fails with the fix; so does a declared record without its files, a stray
 a fixture (a leftover ``.obtained.npz``, a ``.npy``), and fixture files that are not as a
 recording run left them (``fixtures/PROVENANCE.json`` names none for them, or its digest of their
 chapter differs: copied in, edited or deleted by hand). A truncated or unreadable file, or one
-whose dtype tag contradicts its name, fails with the fix (``rnnspec.recorded.load_record``).
+whose dtype tag contradicts its name, fails with the fix (``rnnspec.fixture_files.load_record``).
 ``selftest/test_report.py`` adds the fixtures no test uses.
 """
 
@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 from rnnspec import provenance
-from rnnspec.platform import DTYPES
-from rnnspec.recorded import assert_matches_truth, load_record
-from rnnspec.records import INPUTS, InputsError, read_inputs, records_of
+from rnnspec.devices import DTYPES
+from rnnspec.fixture_files import InputsError, load_record, read_inputs
+from rnnspec.records import INPUTS, records_of
+from rnnspec.spec_check import assert_matches_truth
 from rnnspec.reporting import CHANGES
 
 ROOT = Path(__file__).resolve().parents[1]

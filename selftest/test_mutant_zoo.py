@@ -1,6 +1,6 @@
 """The mutant zoo: the spec rejects every deliberately wrong implementation and accepts the correct one.
 
-``rnnspec/mutants.py`` holds at least 15 mutants, each the loop of ``rnnspec/breaks.py`` with one
+``rnnspec/zoo.py`` holds at least 15 mutants, each the loop of ``rnnspec/torch_loop.py`` with one
 hook filled, each modelling a real class of bug, each a ``--target``. For each mutant, a pytest
 session runs the whole spec (every chapter, float64, CPU) with ``--target mutant:NAME``; the
 mutant is killed when at least one test fails that the correct implementation passes. The same
@@ -20,11 +20,8 @@ from __future__ import annotations
 
 import os
 
-import pytest
-
-from rnnspec import breaks, mutants
-
-KINDS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
+from rnnspec import mutants, torch_loop, zoo
+from rnnspec.kinds import RECURRENCES
 
 
 def full_zoo(config) -> bool:
@@ -46,16 +43,16 @@ def test_the_zoo_holds_at_least_15_mutants_each_a_documented_bug_class():
     """Every mutant is named in a docstring with the bug class it models; the subset is drawn from the zoo."""
     assert len(mutants.ZOO) >= 15, f"the zoo holds {len(mutants.ZOO)} mutants"
     for name, mutant in mutants.ZOO.items():
-        assert f"``{name}``" in (mutants.__doc__ + breaks.__doc__), f"{name} is described in no docstring"
+        assert f"``{name}``" in zoo.__doc__, f"{name} is described in no docstring"
         assert mutant.models, f"{name} names no bug class"
     assert set(mutants.DEFAULT_ZOO) <= set(mutants.ZOO)
-    assert mutants.REFERENCE not in mutants.ZOO and mutants.IMPLEMENTATIONS[mutants.REFERENCE] is breaks.NO_BREAK
+    assert mutants.REFERENCE not in mutants.ZOO and mutants.IMPLEMENTATIONS[mutants.REFERENCE] is torch_loop.NO_BREAK
 
 
 def test_the_default_subset_breaks_every_kind_of_layer():
     """The subset's mutants touch rnn_tanh, rnn_relu, lstm and gru, forward and backward-only bugs alike."""
     touched = {kind for name in mutants.DEFAULT_ZOO for kind in mutants.ZOO[name].kinds}
-    assert touched == set(KINDS), touched
+    assert touched == set(RECURRENCES), touched
     assert any(mutants.ZOO[name].carry is not None for name in mutants.DEFAULT_ZOO), "no backward-only mutant"
 
 

@@ -40,6 +40,7 @@ if str(REPO) not in sys.path:  # make `rnnspec` importable however pytest was st
     sys.path.insert(0, str(REPO))
 
 from rnnspec import numpy_reference as ref  # noqa: E402
+from rnnspec.kinds import RECURRENCES  # noqa: E402
 
 REFERENCE_SOURCE = REPO / "rnnspec" / "numpy_reference.py"
 TORCH_TOL = 1e-10
@@ -208,8 +209,8 @@ def test_smoke_tanh_rnn_weights_half_twenty_steps():
 
 
 def test_gate_counts_and_kinds():
-    assert ref.KINDS == ("rnn_tanh", "rnn_relu", "lstm", "gru")
-    assert [ref.gate_count(k) for k in ref.KINDS] == [1, 1, 4, 3]
+    assert RECURRENCES == ("rnn_tanh", "rnn_relu", "lstm", "gru")
+    assert [ref.gate_count(k) for k in RECURRENCES] == [1, 1, 4, 3]
 
 
 # --------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The upgrade gate: error figures, the report and its schema, compare, merge, provenance, re-baselining.
 
-* Error figures (``rnnspec/recorded.py``): the ULP distance of hand-counted cases in each dtype,
+* Error figures (``rnnspec/figures.py``): the ULP distance of hand-counted cases in each dtype,
   checked against stepping with ``numpy.nextafter`` (torch's for bfloat16), the special values
   (NaN, infinities, signed zeros) as documented, and ``tolerance_used <= 1`` exactly where the
   spec's rule ``|a - b| <= atol + rtol |b|`` holds; any damaged file (every truncation, every
@@ -36,9 +36,10 @@ import numpy as np
 import pytest
 
 from repository_copy import copy_into
-from rnnspec import provenance, report, reporting
+from rnnspec import provenance, report, reporting, vocabulary
 from rnnspec.comparison import Tolerance
-from rnnspec.recorded import INF, error_figures, ordinals, record_command
+from rnnspec.figures import INF, error_figures, ordinals
+from rnnspec.fixture_files import record_command
 from rnnspec.records import INPUTS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,7 +124,7 @@ def test_shapes_that_differ_give_infinite_figures_and_say_so():
 def test_any_damaged_fixture_fails_with_the_fix_never_a_bare_exception(tmp_path):
     """Every single flipped byte and every truncation of a fixture either leaves it readable or fails
     with 'is unreadable … Restore it from git': no zlib.error or NotImplementedError escapes."""
-    from rnnspec.recorded import load_fixture
+    from rnnspec.fixture_files import load_fixture
 
     data = (FIXTURES / "test_01_forward_values" / "relu_rnn_two_steps-float32.npz").read_bytes()
     damaged = [data[:cut] for cut in range(0, len(data), 41)]
@@ -142,7 +143,7 @@ def test_any_damaged_fixture_fails_with_the_fix_never_a_bare_exception(tmp_path)
 def test_fixture_reader_returns_what_numpy_reads_and_never_unpickles(tmp_path):
     """read_fixture equals numpy.load on every committed fixture (dtype, shape, values, names); other
     headers (Fortran order, 0-d, empty) read too, and an object array is refused, not unpickled."""
-    from rnnspec.recorded import read_fixture
+    from rnnspec.fixture_files import read_fixture
 
     for path in sorted(FIXTURES.rglob("*.npz")):
         ours = read_fixture(path)
@@ -281,9 +282,12 @@ def test_the_matrix_counts_each_test_once_with_errors_outranking_its_call():
                          made("e[cuda-float32]", ("x.py", 1, "Skipped: cuda is not available"))]}
     assert report.tallied(stats) == {"a[cpu-float32]": "passed", "b[cpu-float32]": "error",
                                      "c[mps-float64]": "xfailed", "e[cuda-float32]": "skipped"}
-    assert report.parse_case("spec/x.py::t[cpu-NOTSET]", ["cpu"], ["float32"]) == (None, None)
-    assert report.parse_case("spec/x.py::t[cuda:1-bfloat16-n7]", ["cuda:1"], ["bfloat16"]) == ("cuda:1", "bfloat16")
-    assert report.parse_case("spec/x.py::t[cpu-lstm-2layers]", ["cpu"], ["float32"]) == ("cpu", None)
+    def where(nodeid, devices, dtypes):
+        place = vocabulary.parse(nodeid, devices, dtypes)
+        return place.device, place.dtype
+    assert where("spec/x.py::t[cpu-NOTSET]", ["cpu"], ["float32"]) == (None, None)
+    assert where("spec/x.py::t[cuda:1-bfloat16-n7]", ["cuda:1"], ["bfloat16"]) == ("cuda:1", "bfloat16")
+    assert where("spec/x.py::t[cpu-lstm-2layers]", ["cpu"], ["float32"]) == ("cpu", None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -458,12 +462,6 @@ def test_merge_makes_one_matrix_with_a_column_per_device_of_each_machine(tmp_pat
 ENV = {"torch": "2.13.0", "torch_git": "abc", "numpy": "2.4.6", "python": "3.11.7", "system": "Linux",
        "machine": "x86_64", "cpu_capability": "AVX2",
        "numerics": {"cudnn.allow_tf32": False, "cuda.matmul.allow_tf32": False, "deterministic_algorithms": False}}
-
-
-def make_fixtures(folder: Path, names: list[str]) -> None:
-    for name in names:
-        (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_bytes(b"")
 
 
 def make_fixtures(folder: Path, names: list[str], content: bytes = b"recorded") -> None:

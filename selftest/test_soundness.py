@@ -21,7 +21,8 @@ import pytest
 from rnnspec import stepwise
 from rnnspec.comparison import Tolerance, assert_agrees, ratio_tolerance, round_to_dtype
 from rnnspec.contracts import assert_raises, assert_warns, missing_facts
-from rnnspec.runs import constant_parameters, derive
+from rnnspec.inputs import constant_parameters
+from rnnspec.numpy_reference import derive
 from spec import test_05_lstm_slower_decay as chapter_5
 
 

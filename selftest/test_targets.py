@@ -7,8 +7,8 @@ conftest.py and reads what a user would see:
   usage errors (exit 4) that say what is wrong; the report header names the target;
 * what a target does not provide is skipped, "not applicable to --target X: ...", with the
   target's own words (``-rs``), including where the test caught the target's exception and failed
-  with another (chapter 15); tests that state torch.nn itself are not applicable to other targets,
-  and each such pattern still matches a test of the spec;
+  with another (chapter 15); tests that state torch.nn itself (marked ``torch_nn_itself``) are not
+  applicable to other targets, and none of them asks for the implementation under test;
 * the README's example (``examples/loop_lstm.py``, shown verbatim in the README) passes the whole
   spec through ``--target examples/loop_lstm.py:factory``, and through the dotted form;
 * ``cells`` passes the whole spec (its bfloat16 drift stated in expectations/target-cells.toml);
@@ -19,13 +19,12 @@ conftest.py and reads what a user would see:
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from pathlib import Path
 
 import pytest
 
-from rnnspec import runs, targets
+from rnnspec import inputs, measure, targets
 
 pytest_plugins = ["pytester"]
 
@@ -98,14 +97,11 @@ def test_cells_compute_each_step_with_the_cell_module(monkeypatch):
     calls = []
     cell_forward = torch.nn.LSTMCell.forward
     monkeypatch.setattr(torch.nn.LSTMCell, "forward", lambda self, *a, **k: calls.append(1) or cell_forward(self, *a, **k))
-    parameters = runs.random_parameters("lstm", 2, 3, seed=0, num_layers=2, bidirectional=True)
-    x = runs.random_array((4, 2, 2), seed=1)
-    expected = runs.measure("lstm", parameters, x, device="cpu", dtype="float64", num_layers=2, bidirectional=True)
-    previous = runs.use(targets.resolve("cells"))
-    try:
-        looped = runs.measure("lstm", parameters, x, device="cpu", dtype="float64", num_layers=2, bidirectional=True)
-    finally:
-        runs.use(previous)
+    parameters = inputs.random_parameters("lstm", 2, 3, seed=0, num_layers=2, bidirectional=True)
+    x = inputs.random_array((4, 2, 2), seed=1)
+    options = dict(device="cpu", dtype="float64", num_layers=2, bidirectional=True)
+    expected = measure.measure("lstm", parameters, x, implementation=measure.EAGER, **options)
+    looped = measure.measure("lstm", parameters, x, implementation=targets.resolve("cells"), **options)
     assert len(calls) == 2 * 2 * 4, f"{len(calls)} calls of nn.LSTMCell for 2 layers x 2 directions x 4 steps"
     for key, value in expected.items():
         assert (looped[key] - value).abs().max().item() < 1e-12, key
@@ -141,12 +137,21 @@ def test_the_readme_shows_the_example_file_verbatim():
     assert (ROOT / "examples" / "loop_lstm.py").read_text() in blocks, "README's example differs from examples/loop_lstm.py"
 
 
-def test_torch_itself_patterns_each_match_a_test_of_the_spec(pytester):
-    """Every pattern of tests that state torch.nn itself matches a collected test: none has gone stale."""
-    result = run(pytester, "--collect-only", "-q")
-    ids = [line for line in result.outlines if "::" in line]
-    for pattern in targets.TORCH_ITSELF:
-        assert any(fnmatch.fnmatchcase(node, pattern) for node in ids), f"{pattern} matches no test of the spec"
+def test_tests_that_state_torch_nn_itself_build_no_implementation(pytester):
+    """A test marked torch_nn_itself (not applicable to other targets) never asks for the implementation under
+    test, and every other test of chapters 14 and 15's constructor checks is marked: the marker says what it does."""
+    result = run(pytester, "--target", "cells", "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    items = pytester.inline_genitems(str(ROOT / "spec"), "--rootdir", str(ROOT), "-c", str(ROOT / "pyproject.toml"),
+                                     "-p", "no:randomly", "-p", "no:cacheprovider", "--device", "cpu")[0]
+    marked = [item for item in items if item.get_closest_marker(targets.TORCH_NN_ITSELF)]
+    assert marked and not [item.nodeid for item in marked if "implementation" in item.fixturenames]
+    stated = {item.nodeid.split("[")[0] for item in marked}
+    assert {"spec/test_14_default_initialisation.py::test_every_parameter_is_uniform_within_one_over_sqrt_hidden_size",
+            "spec/test_15_error_contracts.py::test_constructor_rejects_the_configuration",
+            "spec/test_15_error_contracts.py::test_cells_accept_hidden_size_zero",
+            "spec/test_12_dropout.py::test_one_layer_dropout_warns",
+            "spec/test_11_packed_sequences.py::test_enforce_sorted_rejects_lengths_out_of_order"} == stated, stated
 
 
 def test_script_states_what_torchscript_does_not_do(pytester):
@@ -179,18 +184,14 @@ def test_memoised_runs_are_keyed_by_the_target():
     """The same arguments under two targets are two runs; under one target, one."""
     calls = []
 
-    @runs.memoised
-    def run_once(value):
-        calls.append((runs.implementation().name, value))
+    @measure.memoised
+    def run_once(implementation, value):
+        calls.append((implementation.name, value))
         return {"value": float(value)}
 
     other = targets.resolve("cells")
-    run_once(1)
-    run_once(1)
-    previous = runs.use(other)
-    try:
-        run_once(1)
-    finally:
-        runs.use(previous)
-    run_once(1)
+    run_once(measure.EAGER, 1)
+    run_once(measure.EAGER, 1)
+    run_once(other, 1)
+    run_once(measure.EAGER, 1)
     assert calls == [("eager", 1), ("cells", 1)], calls

@@ -30,7 +30,7 @@ import pytest
 
 from rnnspec import authority
 from rnnspec.records import Record
-from rnnspec.runs import constant_parameters
+from rnnspec.inputs import constant_parameters
 
 RELU_HALF = constant_parameters("rnn_relu", 1, 1, weight=0.5)
 STEPS = {
@@ -58,9 +58,9 @@ def test_relu_rnn_forward_matches_the_recurrence(case, device, dtype, spec_check
 
 @pytest.mark.derived("dyadic values of a few bits: every product and partial sum is exact in every dtype, in any order")
 @pytest.mark.parametrize("case", list(STEPS))
-def test_relu_rnn_outputs_are_exactly_the_hand_derived_values(case, device, dtype):
+def test_relu_rnn_outputs_are_exactly_the_hand_derived_values(case, implementation, device, dtype):
     """0.5; then 0.5, 0.75; then 0.5, 0, 1, 0.75: exact in every dtype (dyadic numbers)."""
-    output = RECORDS[case].measured(device, dtype)["output"]
+    output = RECORDS[case].measured(implementation, device, dtype)["output"]
     expected = HAND_DERIVED_OUTPUTS[case]
     assert output.flatten().tolist() == expected, (
         f"relu RNN forward [{device}-{dtype}, x={STEPS[case]}]: output {output.flatten().tolist()} "
@@ -70,9 +70,9 @@ def test_relu_rnn_outputs_are_exactly_the_hand_derived_values(case, device, dtyp
 
 @pytest.mark.documented(authority.RNN)
 @pytest.mark.parametrize("case", list(STEPS))
-def test_h_n_is_the_last_output_step(case, device, dtype):
+def test_h_n_is_the_last_output_step(case, implementation, device, dtype):
     """h_n is bitwise output[-1], with shape (num_layers, N, H) = (1, 1, 1)."""
-    measured = RECORDS[case].measured(device, dtype)
+    measured = RECORDS[case].measured(implementation, device, dtype)
     shapes = (measured["output"].shape, measured["h_n"].shape)
     assert shapes == ((len(STEPS[case]), 1, 1), (1, 1, 1)), f"[{device}-{dtype}, {case}] shapes (output, h_n) = {shapes}"
     assert np.array_equal(measured["h_n"][0], measured["output"][-1]), (

@@ -51,7 +51,8 @@ import pytest
 from rnnspec import closed_forms
 from rnnspec.comparison import Tolerance, assert_agrees, ratio_tolerance, round_to_dtype
 from rnnspec.records import Case, Record
-from rnnspec.runs import constant_parameters, measure, memoised
+from rnnspec.inputs import constant_parameters
+from rnnspec.measure import measure, memoised
 
 ELEVENS = constant_parameters("rnn_relu", 1, 1, weight=11.0)
 LAW = "h_t = sum_{k=1..t} 11^k; dh_n/dx_t = 11^(n+1-t)"
@@ -82,12 +83,13 @@ LONGEST = 16
 
 
 @memoised
-def every_length(device: str, dtype: str) -> dict:
+def every_length(implementation, device: str, dtype: str) -> dict:
     """Batch of LONGEST sequences of ones; sequence n - 1 takes its upstream gradient at step n only: ∂h_n/∂x."""
     steps = np.arange(LONGEST)
     grad_output = np.zeros((LONGEST, LONGEST, 1))
     grad_output[steps, steps, 0] = 1.0
-    return measure("rnn_relu", ELEVENS, np.ones((LONGEST, LONGEST, 1)), device=device, dtype=dtype,
+    return measure("rnn_relu", ELEVENS, np.ones((LONGEST, LONGEST, 1)), implementation=implementation, device=device,
+                   dtype=dtype,
                    grad_output=grad_output, grad_h_n=np.zeros((1, LONGEST, 1)))
 
 
@@ -99,10 +101,10 @@ LENGTHS = {n: Case(kind="rnn_relu", behaviour=behaviour(n), law=LAW, closed_form
 
 
 @pytest.mark.derived("integers below 2^p are exact in every order of operations; beyond, within the tolerance")
-def test_input_gradient_grows_by_factor_11_per_step(device, dtype, tolerance):
+def test_input_gradient_grows_by_factor_11_per_step(implementation, device, dtype, tolerance):
     """For every length n ≤ 16: h_t = Σ_{k≤t} 11^k, ∂h_n/∂x_t = 11^(n+1−t), ratio exactly 11: exact in the
     dtype's exact range, rounded beyond; and ∂h_n/∂x_t = 0 for t > n."""
-    every = every_length(device, dtype)
+    every = every_length(implementation, device, dtype)
     for n in range(1, LONGEST + 1):  # a failure names its n: [cpu-float32-n7]
         measured = {"output": every["output"][:n, n - 1:n], "grad_input": every["grad_input"][:n, n - 1:n]}
         truth = LENGTHS[n].truth()
@@ -132,9 +134,9 @@ def test_input_gradient_grows_by_factor_11_per_step(device, dtype, tolerance):
 
 @pytest.mark.derived("IEEE 754: a result beyond the largest finite float16, 65504, rounds to inf")
 @pytest.mark.dtypes("float16")
-def test_float16_overflows_to_inf_beyond_65504(device, dtype):
+def test_float16_overflows_to_inf_beyond_65504(implementation, device, dtype):
     """In float16, h_5 = 177155 and ∂x_1 = 161051 exceed 65504 and become inf; the rest stays finite."""
-    measured = FIVE_STEPS.measured(device, "float16")
+    measured = FIVE_STEPS.measured(implementation, device, "float16")
     h = measured["output"].flatten().tolist()
     gx = measured["grad_input"].flatten().tolist()
     assert h[4] == float("inf") and measured["h_n"].item() == float("inf"), (
@@ -146,9 +148,9 @@ def test_float16_overflows_to_inf_beyond_65504(device, dtype):
 
 @pytest.mark.derived("bfloat16 has float32's exponent and 8 significant bits: rounding to nearest, once or at every operation, gives these")
 @pytest.mark.dtypes("bfloat16")
-def test_bfloat16_keeps_the_range_but_rounds_1463_to_1464(device, dtype):
+def test_bfloat16_keeps_the_range_but_rounds_1463_to_1464(implementation, device, dtype):
     """bfloat16 has float32's range (no overflow at 177155) but 8 significant bits: 1463 → 1464."""
-    h = FIVE_STEPS.measured(device, "bfloat16")["output"].flatten().tolist()
+    h = FIVE_STEPS.measured(implementation, device, "bfloat16")["output"].flatten().tolist()
     assert h == [11.0, 132.0, 1464.0, 16128.0, 177152.0], (
         f"bfloat16 rounding [{device}-bfloat16]: hidden states {h}, expected each sum of powers of 11 rounded "
         f"to 8 significant bits: [11, 132, 1464, 16128, 177152]")

@@ -35,7 +35,7 @@ import pytest
 from rnnspec import authority, closed_forms
 from rnnspec.comparison import assert_agrees
 from rnnspec.records import Record
-from rnnspec.runs import constant_parameters
+from rnnspec.inputs import constant_parameters
 
 HALVES = constant_parameters("rnn_tanh", 1, 1, weight=0.5)
 NOTEBOOK = {  # as the notebook printed them: torch's 4 decimals, fixed or scientific
@@ -55,8 +55,8 @@ TWENTY_STEPS = Record(__name__, "tanh_rnn_weights_half_twenty_steps", kind="rnn_
                       relative=frozenset({"grad_input"}))
 
 
-def run(device: str, dtype: str) -> dict:
-    return TWENTY_STEPS.measured(device, dtype)
+def run(implementation, device: str, dtype: str) -> dict:
+    return TWENTY_STEPS.measured(implementation, device, dtype)
 
 
 @pytest.mark.documented(authority.RNN)
@@ -67,9 +67,9 @@ def test_notebook_values_h_n_and_gradients(device, dtype, spec_check):
 
 @pytest.mark.derived("the documented recurrence, far within the last printed digit in float64 and float32")
 @pytest.mark.dtypes("float64", "float32")
-def test_notebook_printed_numbers_hold_to_their_printed_digits(device, dtype):
+def test_notebook_printed_numbers_hold_to_their_printed_digits(implementation, device, dtype):
     """The notebook's printed 0.6879, 0.4920, 0.7152, 4.7499e-12 and 0.2634 hold to their last digit."""
-    measured = run(device, dtype)
+    measured = run(implementation, device, dtype)
     got = {"h_n": measured["h_n"].item(), "grad_weight_hh_l0": measured["grad_weight_hh_l0"].item(),
            "grad_weight_ih_l0": measured["grad_weight_ih_l0"].item(),
            "grad_input[t=1]": measured["grad_input"][0].item(), "grad_input[t=20]": measured["grad_input"][-1].item()}
@@ -79,9 +79,9 @@ def test_notebook_printed_numbers_hold_to_their_printed_digits(device, dtype):
 
 
 @pytest.mark.derived("backpropagation through the documented tanh recurrence")
-def test_consecutive_input_gradient_ratio_is_w_hh_times_one_minus_h_squared(device, dtype, tolerance):
+def test_consecutive_input_gradient_ratio_is_w_hh_times_one_minus_h_squared(implementation, device, dtype, tolerance):
     """∂x_t / ∂x_{t+1} = w_hh (1 − h_t²), with h_t the measured hidden state at the earlier step."""
-    measured = run(device, dtype)
+    measured = run(implementation, device, dtype)
     grad, h = measured["grad_input"].flatten(), measured["output"].flatten()
     normal = np.abs(grad[:-1]) >= np.finfo(np.float16).tiny if dtype == "float16" else np.ones(19, bool)
     ratio = grad[:-1][normal] / grad[1:][normal]
@@ -94,9 +94,9 @@ def test_consecutive_input_gradient_ratio_is_w_hh_times_one_minus_h_squared(devi
 
 @pytest.mark.derived("IEEE 754: a value below half of float16's smallest subnormal, 2^-25, rounds to 0")
 @pytest.mark.dtypes("float16")
-def test_float16_early_gradients_underflow_to_exactly_zero(device, dtype):
+def test_float16_early_gradients_underflow_to_exactly_zero(implementation, device, dtype):
     """In float16, ∂x_t for t = 1…7 (true values < 2^-25) is exactly 0; from t = 9 on it is nonzero."""
-    grad = run(device, dtype)["grad_input"].flatten()
+    grad = run(implementation, device, dtype)["grad_input"].flatten()
     truth = np.abs(TWENTY_STEPS.truth().values["grad_input"].flatten())
     assert (truth[:7] < closed_forms.float16_underflow_threshold()).all()
     assert (grad[:7] == 0).all(), (

@@ -33,9 +33,10 @@ import torch
 
 from rnnspec import authority, closed_forms
 from rnnspec.comparison import as_float64, assert_agrees
-from rnnspec.platform import DTYPES
+from rnnspec.devices import DTYPES
 from rnnspec.records import Record
-from rnnspec.runs import build, constant_parameters, measure, memoised
+from rnnspec.inputs import constant_parameters
+from rnnspec.measure import Implementation, build, measure, memoised
 
 HALVES = constant_parameters("rnn_tanh", 1, 1, weight=0.5)
 X = np.ones((20, 1, 1))
@@ -44,14 +45,14 @@ NOTEBOOK_BLOCK = ["0.0023", "0.0059", "0.0194", "0.0704", "0.2642"]  # printed f
 
 
 @memoised
-def run(steps: int, device: str, dtype: str) -> dict:
-    return measure("rnn_tanh", HALVES, X[:steps], device=device, dtype=dtype)
+def run(implementation, steps: int, device: str, dtype: str) -> dict:
+    return measure("rnn_tanh", HALVES, X[:steps], implementation=implementation, device=device, dtype=dtype)
 
 
-def measure_chunks(kind: str, *, device: str, dtype: str, parameters: dict, x: np.ndarray, chunk: int,
-                   carry: bool) -> tuple[dict, list[np.ndarray]]:
+def measure_chunks(kind: str, *, implementation: Implementation, device: str, dtype: str, parameters: dict,
+                   x: np.ndarray, chunk: int, carry: bool) -> tuple[dict, list[np.ndarray]]:
     """Run ``x`` in chunks with a backward after each: the gradients, and x.grad after every chunk."""
-    module = build(kind, parameters, device=device, dtype=dtype)
+    module = build(kind, parameters, implementation=implementation, device=device, dtype=dtype)
     inputs = torch.tensor(np.asarray(x), dtype=DTYPES[dtype], device=device, requires_grad=True)
     state, after_each_chunk = None, []
     for start in range(0, len(inputs), chunk):
@@ -86,9 +87,10 @@ CARRYING = chunks_record("four_chunks_carrying_detached_state", carry=True)
 
 
 @memoised
-def snapshots(device: str, dtype: str) -> list[np.ndarray]:
+def snapshots(implementation, device: str, dtype: str) -> list[np.ndarray]:
     """x.grad after each chunk's backward, the state carried and detached."""
-    return measure_chunks("rnn_tanh", device=device, dtype=dtype, **CARRYING.configuration())[1]
+    return measure_chunks("rnn_tanh", implementation=implementation, device=device, dtype=dtype,
+                          **CARRYING.configuration())[1]
 
 
 @pytest.mark.documented(authority.RNN)
@@ -104,9 +106,9 @@ def test_chunks_carrying_detached_state(device, dtype, spec_check):
 
 
 @pytest.mark.derived("four runs of the same computation, each within its tolerance of one truth")
-def test_without_carried_state_the_four_gradient_blocks_are_the_same(device, dtype, tolerance):
+def test_without_carried_state_the_four_gradient_blocks_are_the_same(implementation, device, dtype, tolerance):
     """Law (i): every chunk's input gradient is the same 5-step gradient from zero (four runs of one computation)."""
-    gradient = FROM_ZERO.measured(device, dtype)["grad_input"]
+    gradient = FROM_ZERO.measured(implementation, device, dtype)["grad_input"]
     allowed = FROM_ZERO.tolerance("grad_input", tolerance, gradient)
     blocks = gradient.reshape(4, CHUNK)
     for k in range(1, 4):
@@ -117,17 +119,17 @@ def test_without_carried_state_the_four_gradient_blocks_are_the_same(device, dty
 
 @pytest.mark.derived("the documented recurrence, far within the last printed digit in float64 and float32")
 @pytest.mark.dtypes("float64", "float32")
-def test_notebook_printed_block_holds_to_four_decimals(device, dtype):
+def test_notebook_printed_block_holds_to_four_decimals(implementation, device, dtype):
     """Each block prints as the notebook's 0.0023, 0.0059, 0.0194, 0.0704, 0.2642."""
-    grad = FROM_ZERO.measured(device, dtype)["grad_input"].flatten()
+    grad = FROM_ZERO.measured(implementation, device, dtype)["grad_input"].flatten()
     assert [f"{g:.4f}" for g in grad] == NOTEBOOK_BLOCK * 4, (
         f"truncated BPTT [{device}-{dtype}]: input gradients {grad} do not print as the notebook's block ×4")
 
 
 @pytest.mark.derived("backpropagation through the documented tanh recurrence")
-def test_last_step_gradient_is_w_ih_times_one_minus_h_squared_at_the_chunk_end(device, dtype, tolerance):
+def test_last_step_gradient_is_w_ih_times_one_minus_h_squared_at_the_chunk_end(implementation, device, dtype, tolerance):
     """The chunk's last gradient is 0.5(1 − h_5²) = 0.2642; the full sequence's is 0.5(1 − h_20²) = 0.2634."""
-    for name, measured in (("5-step chunk", run(CHUNK, device, dtype)), ("20-step sequence", run(20, device, dtype))):
+    for name, measured in (("5-step chunk", run(implementation, CHUNK, device, dtype)), ("20-step sequence", run(implementation, 20, device, dtype))):
         h_last = measured["h_n"].item()
         assert_agrees(measured["grad_input"][-1].item(), 0.5 * (1 - h_last**2),
                       tolerance.scaled(4, "a gradient against 1 - h^2 of a measured h, which moves 2h/(1-h^2) "
@@ -138,18 +140,18 @@ def test_last_step_gradient_is_w_ih_times_one_minus_h_squared_at_the_chunk_end(d
 
 @pytest.mark.derived("the documented recurrence: 5 steps from 0 have not reached the fixed point")
 @pytest.mark.dtypes("float64", "float32")
-def test_chunk_end_gradient_differs_from_the_full_sequence_end_gradient(device, dtype, tolerance):
+def test_chunk_end_gradient_differs_from_the_full_sequence_end_gradient(implementation, device, dtype, tolerance):
     """0.2642 ≠ 0.2634: five steps from zero have not reached the fixed point (resolved in float64 and float32)."""
-    chunk = run(CHUNK, device, dtype)["grad_input"][-1].item()
-    full = run(20, device, dtype)["grad_input"][-1].item()
+    chunk = run(implementation, CHUNK, device, dtype)["grad_input"][-1].item()
+    full = run(implementation, 20, device, dtype)["grad_input"][-1].item()
     assert abs(chunk - full) > 100 * tolerance.rtol * abs(full), (
         f"truncated BPTT [{device}-{dtype}]: chunk end gradient {chunk} should differ from the full sequence's {full}")
 
 
 @pytest.mark.derived("a detached state has no gradient path (torch.Tensor.detach); x + 0 = x exactly")
-def test_detached_state_stops_gradient_at_chunk_boundaries(device, dtype):
+def test_detached_state_stops_gradient_at_chunk_boundaries(implementation, device, dtype):
     """Law (ii): a chunk's backward leaves every earlier chunk's input gradient unchanged."""
-    after_each_chunk = snapshots(device, dtype)
+    after_each_chunk = snapshots(implementation, device, dtype)
     for k in range(1, len(after_each_chunk)):
         before, after = after_each_chunk[k - 1], after_each_chunk[k]
         edge = k * CHUNK
@@ -160,10 +162,10 @@ def test_detached_state_stops_gradient_at_chunk_boundaries(device, dtype):
 
 
 @pytest.mark.derived("backpropagation reaches steps 16-20 of h_20 only through those steps")
-def test_last_chunk_gradients_equal_full_bptt_for_its_steps(device, dtype, tolerance):
+def test_last_chunk_gradients_equal_full_bptt_for_its_steps(implementation, device, dtype, tolerance):
     """Law (ii): with the state carried, steps 16…20 get the same input gradient as full-sequence BPTT."""
-    chunked = CARRYING.measured(device, dtype)["grad_input"][-CHUNK:]
-    full = run(20, device, dtype)["grad_input"][-CHUNK:]
+    chunked = CARRYING.measured(implementation, device, dtype)["grad_input"][-CHUNK:]
+    full = run(implementation, 20, device, dtype)["grad_input"][-CHUNK:]
     assert_agrees(chunked, full, tolerance.relative(), behaviour="truncated BPTT",
                   what="last chunk's input gradients", witness="full BPTT's for steps 16..20",
                   config=f"{device}-{dtype}", law="dh_20/dx_t for t > 15 only passes through steps 16..20")

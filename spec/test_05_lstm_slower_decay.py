@@ -39,7 +39,7 @@ import pytest
 from rnnspec import authority
 from rnnspec.comparison import assert_agrees, ratio_tolerance
 from rnnspec.records import Record
-from rnnspec.runs import constant_parameters
+from rnnspec.inputs import constant_parameters
 from spec.test_03_vanishing_gradient import TWENTY_STEPS as RNN_TWENTY_STEPS
 
 X = np.ones((20, 1, 1))
@@ -61,12 +61,12 @@ TWENTY_STEPS = Record(__name__, "lstm_weights_half_twenty_steps", kind="lstm",
 RUNS = {"lstm": TWENTY_STEPS, "rnn_tanh": RNN_TWENTY_STEPS}
 
 
-def run(kind: str, device: str, dtype: str) -> dict:
-    return RUNS[kind].measured(device, dtype)
+def run(implementation, kind: str, device: str, dtype: str) -> dict:
+    return RUNS[kind].measured(implementation, device, dtype)
 
 
-def input_gradients(kind: str, device: str, dtype: str) -> np.ndarray:
-    return run(kind, device, dtype)["grad_input"].flatten()
+def input_gradients(implementation, kind: str, device: str, dtype: str) -> np.ndarray:
+    return run(implementation, kind, device, dtype)["grad_input"].flatten()
 
 
 @pytest.mark.documented(authority.LSTM)
@@ -77,9 +77,9 @@ def test_notebook_values_h_n_and_gradients(device, dtype, spec_check):
 
 @pytest.mark.derived("the documented recurrence, far within the last printed digit in float64 and float32")
 @pytest.mark.dtypes("float64", "float32")
-def test_notebook_printed_numbers_hold_to_four_decimals(device, dtype):
+def test_notebook_printed_numbers_hold_to_four_decimals(implementation, device, dtype):
     """h_n, ∂W_hh, ∂W_ih and ∂x print exactly as the notebook printed them."""
-    measured = run("lstm", device, dtype)
+    measured = run(implementation, "lstm", device, dtype)
     for key, text in NOTEBOOK.items():
         got = [f"{v:.4f}" for v in measured[key].flatten()]
         assert got == text, f"LSTM [{device}-{dtype}]: {key} prints as {got}, the notebook printed {text}"
@@ -87,9 +87,9 @@ def test_notebook_printed_numbers_hold_to_four_decimals(device, dtype):
 
 @pytest.mark.derived("the documented LSTM and RNN recurrences; a ratio of two values within their tolerances")
 @pytest.mark.dtypes("float64", "float32", "bfloat16")
-def test_lstm_earliest_input_gradient_exceeds_the_tanh_rnns_by_7_8e7(device, dtype, tolerance):
+def test_lstm_earliest_input_gradient_exceeds_the_tanh_rnns_by_7_8e7(implementation, device, dtype, tolerance):
     """∂x_1(LSTM) / ∂x_1(tanh RNN) = 3.7013e-4 / 4.7499e-12 = 7.79e7: nearly eight orders of magnitude."""
-    measured = {kind: input_gradients(kind, device, dtype) for kind in RUNS}
+    measured = {kind: input_gradients(implementation, kind, device, dtype) for kind in RUNS}
     truth = {kind: record.truth().values["grad_input"].flatten() for kind, record in RUNS.items()}
     allowed = [RUNS[kind].tolerance("grad_input", tolerance, measured=measured[kind].reshape(-1, 1, 1))
                for kind in RUNS]  # each ∂x within its own tolerance (relative) of the truth
@@ -101,17 +101,17 @@ def test_lstm_earliest_input_gradient_exceeds_the_tanh_rnns_by_7_8e7(device, dty
 
 @pytest.mark.derived("IEEE 754 float16: 3.7e-4 is a normal number, 4.7e-12 rounds to 0")
 @pytest.mark.dtypes("float16")
-def test_float16_lstm_earliest_gradient_survives_where_the_rnns_underflows(device, dtype):
+def test_float16_lstm_earliest_gradient_survives_where_the_rnns_underflows(implementation, device, dtype):
     """In float16 the tanh RNN's ∂x_1 is exactly 0 while the LSTM's is a normal number near 3.7e-4."""
-    lstm, rnn = input_gradients("lstm", device, dtype), input_gradients("rnn_tanh", device, dtype)
+    lstm, rnn = input_gradients(implementation, "lstm", device, dtype), input_gradients(implementation, "rnn_tanh", device, dtype)
     assert rnn[0] == 0.0 and lstm[0] >= np.finfo(np.float16).tiny, (
         f"LSTM vs RNN [{device}-float16]: ∂x_1 LSTM {lstm[0]} should be normal, RNN {rnn[0]} should be 0")
 
 
 @pytest.mark.derived("the documented recurrences: per-step factors 0.75 against 0.26, far beyond any tolerance")
-def test_lstm_decays_more_slowly_at_every_step(device, dtype):
+def test_lstm_decays_more_slowly_at_every_step(implementation, device, dtype):
     """At every t, ∂x_t/∂x_{t+1} is larger for the LSTM than for the tanh RNN (0.75 against 0.26)."""
-    lstm, rnn = input_gradients("lstm", device, dtype), input_gradients("rnn_tanh", device, dtype)
+    lstm, rnn = input_gradients(implementation, "lstm", device, dtype), input_gradients(implementation, "rnn_tanh", device, dtype)
     tiny = np.finfo(np.float16).tiny if dtype == "float16" else 0.0
     both = (np.abs(rnn[:-1]) > tiny) & (np.abs(lstm[:-1]) > tiny)
     assert both.sum() >= 6, f"[{device}-{dtype}] too few comparable steps: {both.sum()}"

@@ -42,8 +42,8 @@ NOTEBOOK_WEIGHTS_RUN = Record(__name__, "rnn_2_to_3_notebook_weights", kind="rnn
                               inputs=lambda: dict(parameters=NOTEBOOK_WEIGHTS, x=X))
 
 
-def run(device, dtype):
-    return NOTEBOOK_WEIGHTS_RUN.measured(device, dtype)
+def run(implementation, device, dtype):
+    return NOTEBOOK_WEIGHTS_RUN.measured(implementation, device, dtype)
 
 
 @pytest.mark.documented(authority.RNN)
@@ -53,9 +53,9 @@ def test_outputs_and_gradients_match_the_reference(device, dtype, spec_check):
 
 
 @pytest.mark.documented(authority.RNN)
-def test_output_is_L_N_H_and_h_n_is_layers_N_H(device, dtype):
+def test_output_is_L_N_H_and_h_n_is_layers_N_H(implementation, device, dtype):
     """output has shape (2, 1, 3), h_n (1, 1, 3), and h_n is bitwise output[-1]."""
-    measured = run(device, dtype)
+    measured = run(implementation, device, dtype)
     shapes = (tuple(measured["output"].shape), tuple(measured["h_n"].shape))
     assert shapes == ((2, 1, 3), (1, 1, 3)), f"RNN(2, 3) [{device}-{dtype}]: shapes {shapes}, expected (2,1,3), (1,1,3)"
     assert (measured["h_n"][0] == measured["output"][-1]).all(), (
@@ -63,10 +63,10 @@ def test_output_is_L_N_H_and_h_n_is_layers_N_H(device, dtype):
 
 
 @pytest.mark.derived("the documented recurrence on the notebook's weights, printed rounded to 4 decimals")
-def test_outputs_reproduce_the_notebook_within_2e_4(device, dtype, tolerance):
+def test_outputs_reproduce_the_notebook_within_2e_4(implementation, device, dtype, tolerance):
     """[0.2178, 0.2392, 0.7638] and [0.5607, 0.0734, 0.7473] within 2e-4, plus the dtype's own (normwise) tolerance."""
     allowed = tolerance.normwise(magnitude(NOTEBOOK_OUTPUT)).plus_atol(
         PRINTED_WEIGHTS_ERROR, "the notebook printed its weights rounded to 4 decimals")
-    assert_agrees(run(device, dtype)["output"], NOTEBOOK_OUTPUT, allowed, behaviour="RNN(2, 3) forward",
+    assert_agrees(run(implementation, device, dtype)["output"], NOTEBOOK_OUTPUT, allowed, behaviour="RNN(2, 3) forward",
                   what="output", witness="the notebook's printed output", config=f"{device}-{dtype}",
                   law="h_t = tanh(W_ih x_t + b_ih + W_hh h_(t-1) + b_hh)")

@@ -79,10 +79,10 @@ import numpy as np
 import pytest
 
 from rnnspec import authority
-from rnnspec.comparison import assert_agrees, disagreement, magnitude, round_to_dtype
+from rnnspec.comparison import assert_agrees, disagreement, round_to_dtype
 from rnnspec.numpy_reference import sigmoid
 from rnnspec.records import Record
-from rnnspec.runs import constant_parameters, random_array, random_parameters
+from rnnspec.inputs import constant_parameters, random_array, random_parameters
 from spec.test_03_vanishing_gradient import TWENTY_STEPS as RNN_TWENTY_STEPS
 from spec.test_05_lstm_slower_decay import TWENTY_STEPS as LSTM_TWENTY_STEPS
 
@@ -140,10 +140,10 @@ def test_gru_values_and_gradients_match_the_reset_after_reference(case, device, 
 
 @pytest.mark.documented(authority.GRU)
 @pytest.mark.parametrize("case", list(CASES))
-def test_gru_output_is_reset_after_and_lies_far_from_the_papers_reset_before(case, device, dtype, tolerance):
+def test_gru_output_is_reset_after_and_lies_far_from_the_papers_reset_before(case, implementation, device, dtype, tolerance):
     """torch's output agrees with the reset-after reference; the reset-before values lie outside the tolerance."""
     record = CASES[case]
-    measured = record.measured(device, dtype)["output"]
+    measured = record.measured(implementation, device, dtype)["output"]
     after = record.truth().values["output"]
     configuration = record.configuration()
     before = reset_before_gru(configuration["parameters"], configuration["x"], configuration["h0"])
@@ -159,9 +159,9 @@ def test_gru_output_is_reset_after_and_lies_far_from_the_papers_reset_before(cas
 
 
 @pytest.mark.derived("the documented reset-after formula, evaluated by hand")
-def test_one_unit_case_gives_the_hand_derived_reset_after_value(device, dtype, tolerance):
+def test_one_unit_case_gives_the_hand_derived_reset_after_value(implementation, device, dtype, tolerance):
     """h_1 = ½ + ½ tanh(0.25) = 0.62246 (reset-after), not ½ + ½ tanh(0.75) = 0.81757 (reset-before)."""
-    h_1 = ONE_UNIT.measured(device, dtype)["h_n"].item()
+    h_1 = ONE_UNIT.measured(implementation, device, dtype)["h_n"].item()
     after, before = HAND_DERIVED_H1["reset-after"], HAND_DERIVED_H1["reset-before"]
     assert_agrees(h_1, round_to_dtype(after, dtype), tolerance.normwise(after), behaviour="GRU reset form",
                   what="h_1", witness="the reset-after closed form 1/2 + tanh(0.25)/2", config=f"{device}-{dtype}",
@@ -177,10 +177,10 @@ def test_gru_twenty_step_values_and_gradients(device, dtype, spec_check):
 
 
 @pytest.mark.documented(authority.GRU)
-def test_gru_input_gradient_decays_as_the_reference_at_every_step(device, dtype, tolerance):
+def test_gru_input_gradient_decays_as_the_reference_at_every_step(implementation, device, dtype, tolerance):
     """∂x_1 = 3.9817e-4 … ∂x_20 = 0.1029: every step within the dtype's tolerance, relatively (2.4 decades)."""
     truth = dataclasses.replace(TWENTY_STEPS.truth(), relative=frozenset({"grad_input"}))
-    assert_agrees(TWENTY_STEPS.measured(device, dtype)["grad_input"], truth.in_dtype(dtype)["grad_input"],
+    assert_agrees(TWENTY_STEPS.measured(implementation, device, dtype)["grad_input"], truth.in_dtype(dtype)["grad_input"],
                   truth.tolerance_for("grad_input", tolerance), behaviour="GRU gradient decay", what="∂x_1 … ∂x_20",
                   witness="the reference, elementwise relatively", config=f"{device}-{dtype}",
                   law="dh_20/dx_t = (dh_20/dx_(t+1)) × (0.667 … 0.764)",
@@ -188,13 +188,13 @@ def test_gru_input_gradient_decays_as_the_reference_at_every_step(device, dtype,
 
 
 @pytest.mark.derived("the documented recurrences; an order asserted only where the tolerances separate the values")
-def test_earliest_input_gradient_orders_rnn_below_lstm_below_gru(device, dtype, tolerance):
+def test_earliest_input_gradient_orders_rnn_below_lstm_below_gru(implementation, device, dtype, tolerance):
     """∂x_1: tanh RNN 4.7499e-12 < LSTM 3.7013e-4 < GRU 3.9817e-4, wherever the dtype's tolerances separate them."""
     config = f"{device}-{dtype}"
     earliest, interval = {}, {}
     for kind in DECAY_ORDER:
         record = TWENTY_STEP_RUNS[kind]
-        measured = record.measured(device, dtype)["grad_input"]
+        measured = record.measured(implementation, device, dtype)["grad_input"]
         truth = dataclasses.replace(record.truth(), relative=frozenset({"grad_input"}))
         allowed = assert_agrees(measured, truth.in_dtype(dtype)["grad_input"], truth.tolerance_for("grad_input", tolerance),
                                 behaviour="GRU gradient decay", what=f"∂x of the {kind}", witness="the reference",

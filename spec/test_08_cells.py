@@ -38,9 +38,10 @@ import pytest
 
 from rnnspec import authority
 from rnnspec.comparison import assert_agrees
-from rnnspec.numpy_reference import KINDS
+from rnnspec.kinds import RECURRENCES
 from rnnspec.records import Case, Record
-from rnnspec.runs import measure, measure_cell_loop, random_array, random_parameters
+from rnnspec.inputs import random_array, random_parameters
+from rnnspec.measure import measure, measure_cell_loop
 
 CELL_NAMES = {"rnn_tanh": "RNNCell(tanh)", "rnn_relu": "RNNCell(relu)", "lstm": "LSTMCell", "gru": "GRUCell"}
 LAYER_NAMES = {"rnn_tanh": "RNN(tanh)", "rnn_relu": "RNN(relu)", "lstm": "LSTM", "gru": "GRU"}
@@ -49,7 +50,7 @@ STEPS, BATCH, INPUT, HIDDEN = 3, 2, 2, 3
 
 def configuration(kind: str, steps: int) -> dict:
     """The run of ``kind`` over the first ``steps`` of one seeded sequence, from a non-zero state."""
-    seed = 10 * KINDS.index(kind)
+    seed = 10 * RECURRENCES.index(kind)
     state = (1, BATCH, HIDDEN)
     config = dict(parameters=random_parameters(kind, INPUT, HIDDEN, seed=seed),
                   x=random_array((STEPS, BATCH, INPUT), seed=seed + 1)[:steps],
@@ -64,7 +65,7 @@ def configuration(kind: str, steps: int) -> dict:
 ONE_STEP = {kind: Record(__name__, f"{kind}_cell_one_step", kind=kind, behaviour=f"{CELL_NAMES[kind]} one step",
                          law=f"one step of the documented {LAYER_NAMES[kind]} recurrence from a non-zero state",
                          inputs=lambda kind=kind: configuration(kind, 1), measure=measure_cell_loop)
-            for kind in KINDS}
+            for kind in RECURRENCES}
 
 
 #: Three steps, as a loop of cells and as the layer: the same computation two ways.
@@ -73,23 +74,23 @@ THREE_STEPS = {
                        law="h_t = cell(x_t, h_(t-1)); output = stack(h_t), h_n = h_L; gradients by BPTT through the loop",
                        inputs=lambda kind=kind: configuration(kind, STEPS),
                        measure=measure_cell_loop if cell else measure)
-    for kind in KINDS for cell in (True, False)
+    for kind in RECURRENCES for cell in (True, False)
 }
 
 
 @pytest.mark.documented(authority.CELLS)
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RECURRENCES)
 def test_one_cell_step_matches_the_one_step_formula(kind, device, dtype, spec_check):
     """h' (and c') of one call, and the gradients of x, h, c and every parameter, are the formula's."""
     spec_check(ONE_STEP[kind])
 
 
 @pytest.mark.derived("the documented layer is the documented cell iterated; two runs within their tolerances of one truth")
-@pytest.mark.parametrize("kind", KINDS)
-def test_loop_of_cells_equals_the_layer_forward_and_backward(kind, device, dtype, tolerance):
+@pytest.mark.parametrize("kind", RECURRENCES)
+def test_loop_of_cells_equals_the_layer_forward_and_backward(kind, implementation, device, dtype, tolerance):
     """Three cell calls carrying the state give the layer's output, h_n, c_n and every gradient."""
     loop, layer = THREE_STEPS[kind, True], THREE_STEPS[kind, False]
-    looped, whole = loop.measured(device, dtype), layer.measured(device, dtype)
+    looped, whole = loop.measured(implementation, device, dtype), layer.measured(implementation, device, dtype)
     assert sorted(looped) == sorted(whole), f"{CELL_NAMES[kind]} loop [{device}-{dtype}]: {sorted(looped)} vs {sorted(whole)}"
     truth = layer.truth()
     for key, expected in whole.items():

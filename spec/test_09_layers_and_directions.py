@@ -38,8 +38,8 @@ row of the truth in every dtype, a margin for other devices' summation orders. A
 one more condition: relu' jumps from 0 to 1 at 0, so a pre-activation within rounding distance of
 0 may land on either side in a narrow dtype and move a gradient by a whole term (one seed tried
 here moved float16's ∂input by 18 %). The relu configurations keep every non-zero
-pre-activation at least 0.04 from the kink (``rnnspec.runs.relu_kink_distance``; exact zeros,
-from a unit whose inputs are exactly 0, are the same in every dtype), asserted below, with at
+pre-activation at least 0.04 from the kink (``rnnspec.numpy_reference.relu_kink_distance``; exact zeros,
+from a unit whose inputs are exactly 0, are the same in every dtype; ``selftest/test_case_design.py`` checks it), with at
 least a third of the outputs positive (not a dead network).
 
 The reference computes layer l+1 from layer l's output and runs the reverse direction from step
@@ -63,9 +63,9 @@ import pytest
 
 from rnnspec import authority
 from rnnspec.comparison import assert_agrees
-from rnnspec.numpy_reference import KINDS
+from rnnspec.kinds import RECURRENCES
 from rnnspec.records import Case, Record
-from rnnspec.runs import random_array, random_parameters
+from rnnspec.inputs import random_array, random_parameters
 
 NAMES = {"rnn_tanh": "RNN(tanh)", "rnn_relu": "RNN(relu)", "lstm": "LSTM", "gru": "GRU"}
 INPUT = 2
@@ -110,7 +110,7 @@ RECORDS = {(kind, layout): Record(__name__, f"{kind}_{layout.replace('-', '_')}"
                                   behaviour=f"{NAMES[kind]} {layout.replace('-', ' ')}", law=LAW,
                                   inputs=lambda kind=kind, layout=layout: arrays(kind, layout),
                                   options=LAYOUTS[layout][0])
-           for kind in KINDS for layout in LAYOUTS}
+           for kind in RECURRENCES for layout in LAYOUTS}
 
 
 def configuration(kind: str, layout: str) -> dict:
@@ -149,26 +149,26 @@ def _variant_case(kind: str, name: str) -> Case:
     return Case(kind=kind, behaviour=f"{record.behaviour} ({name})", law=record.law, inputs=arrays, options=options)
 
 
-VARIANTS = {(kind, name): _variant_case(kind, name) for kind in KINDS for name in ("seq-first", "defaults spelled out")}
+VARIANTS = {(kind, name): _variant_case(kind, name) for kind in RECURRENCES for name in ("seq-first", "defaults spelled out")}
 
 
-def run(kind: str, layout: str, device: str, dtype: str) -> dict:
-    return RECORDS[kind, layout].measured(device, dtype)
+def run(implementation, kind: str, layout: str, device: str, dtype: str) -> dict:
+    return RECORDS[kind, layout].measured(implementation, device, dtype)
 
 
 @pytest.mark.documented(authority.LAYERS)
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", RECURRENCES)
 def test_layer_matches_the_reference(kind, layout, device, dtype, spec_check):
     """Output, h_n, c_n and the gradients of input, h0, c0 and every parameter match the reference."""
     spec_check(RECORDS[kind, layout])
 
 
 @pytest.mark.documented(authority.LAYERS)
-@pytest.mark.parametrize("kind", KINDS)
-def test_h_n_is_the_output_at_each_directions_last_step(kind, device, dtype):
+@pytest.mark.parametrize("kind", RECURRENCES)
+def test_h_n_is_the_output_at_each_directions_last_step(kind, implementation, device, dtype):
     """Last layer: h_n[forward] is output[step L, :H] and h_n[reverse] is output[step 1, H:], bitwise (one state)."""
-    measured = run(kind, BIDIR, device, dtype)
+    measured = run(implementation, kind, BIDIR, device, dtype)
     output, h_n = measured["output"], measured["h_n"]  # output (N, L, 2H) under batch_first
     H = h_n.shape[-1]
     config = f"{device}-{dtype}-{kind}-{BIDIR}"
@@ -191,11 +191,11 @@ def assert_same_run(record: Case, actual: dict, other: Case, expected: dict, key
 
 
 @pytest.mark.documented(authority.LAYERS)
-@pytest.mark.parametrize("kind", KINDS)
-def test_batch_first_is_the_seq_first_run_transposed(kind, device, dtype, tolerance):
+@pytest.mark.parametrize("kind", RECURRENCES)
+def test_batch_first_is_the_seq_first_run_transposed(kind, implementation, device, dtype, tolerance):
     """output and ∂input are transposed, h_n, c_n and every other gradient the same, within the tolerance."""
     record, seq = RECORDS[kind, BIDIR], variant(kind, "seq-first")
-    batch_first, seq_run = record.measured(device, dtype), seq.measured(device, dtype)
+    batch_first, seq_run = record.measured(implementation, device, dtype), seq.measured(implementation, device, dtype)
     for key in seq_run:
         assert_same_run(record, batch_first, seq, seq_run, key, tolerance,
                         transform=(lambda a: np.swapaxes(a, 0, 1)) if key in TIME_AXIS else (lambda a: a),
@@ -208,11 +208,11 @@ DEFAULTS = "an omitted h0 (c0) is zeros; unbatched (L, H_in) input is a batch of
 
 
 @pytest.mark.documented(authority.LAYERS)
-@pytest.mark.parametrize("kind", KINDS)
-def test_unbatched_stateless_bias_free_run_equals_its_defaults_spelled_out(kind, device, dtype, tolerance):
+@pytest.mark.parametrize("kind", RECURRENCES)
+def test_unbatched_stateless_bias_free_run_equals_its_defaults_spelled_out(kind, implementation, device, dtype, tolerance):
     """Unbatched, no h0, bias=False equals a batch of one from zero states with zero biases, in every value and gradient."""
     record, spelled = RECORDS[kind, UNBATCHED], variant(kind, "defaults spelled out")
-    implicit, explicit = record.measured(device, dtype), spelled.measured(device, dtype)
+    implicit, explicit = record.measured(implementation, device, dtype), spelled.measured(implementation, device, dtype)
     assert not {"grad_h0", "grad_bias_ih_l0"} & set(implicit), f"{kind} {UNBATCHED}: a state or bias was given"
     for key in implicit:
         assert_same_run(record, implicit, spelled, explicit, key, tolerance,

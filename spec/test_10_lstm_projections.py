@@ -34,7 +34,7 @@ import pytest
 
 from rnnspec import authority
 from rnnspec.records import Record
-from rnnspec.runs import random_array, random_parameters
+from rnnspec.inputs import random_array, random_parameters
 
 pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN:UserWarning")
 
@@ -63,8 +63,8 @@ PROJECTED = Record(
                         grad_c_n=random_array((STATES, BATCH, HIDDEN), seed=1006)))
 
 
-def run(device: str, dtype: str) -> dict:
-    return PROJECTED.measured(device, dtype)
+def run(implementation, device: str, dtype: str) -> dict:
+    return PROJECTED.measured(implementation, device, dtype)
 
 
 @pytest.mark.documented(authority.LSTM)
@@ -74,9 +74,9 @@ def test_projected_lstm_matches_the_reference(device, dtype, spec_check):
 
 
 @pytest.mark.documented(authority.LSTM)
-def test_output_and_h_n_have_proj_size_features_and_c_n_hidden_size(device, dtype):
+def test_output_and_h_n_have_proj_size_features_and_c_n_hidden_size(implementation, device, dtype):
     """output (3, 2, 2·2), h_n (4, 2, 2), c_n (4, 2, 4); weight_hr (2, 4), weight_hh (16, 2), weight_ih_l1 (16, 4)."""
-    measured = run(device, dtype)
+    measured = run(implementation, device, dtype)
     shapes = {key: measured[key].shape for key in EXPECTED_SHAPES}
     wrong = {key: (shape, EXPECTED_SHAPES[key]) for key, shape in shapes.items() if shape != EXPECTED_SHAPES[key]}
     assert not wrong, (f"LSTM projection shapes [{device}-{dtype}-2layers-bidir-h0c0]: (got, expected) {wrong}\n"
@@ -84,9 +84,9 @@ def test_output_and_h_n_have_proj_size_features_and_c_n_hidden_size(device, dtyp
 
 
 @pytest.mark.documented(authority.LSTM)
-def test_h_n_is_the_projected_output_at_each_directions_last_step(device, dtype):
+def test_h_n_is_the_projected_output_at_each_directions_last_step(implementation, device, dtype):
     """h_n[last layer, forward] is output[step L, :P] and h_n[last layer, reverse] is output[step 1, P:], bitwise."""
-    measured = run(device, dtype)
+    measured = run(implementation, device, dtype)
     output, h_n = measured["output"], measured["h_n"]
     assert np.array_equal(h_n[-2], output[-1, :, :PROJ]) and np.array_equal(h_n[-1], output[0, :, PROJ:]), (
         f"LSTM projection [{device}-{dtype}-2layers-bidir-h0c0]: h_n {h_n[-2:].tolist()} is not the projected "

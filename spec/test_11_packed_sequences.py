@@ -46,9 +46,9 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from rnnspec import authority
 from rnnspec.comparison import assert_agrees
 from rnnspec.contracts import assert_raises
-from rnnspec.platform import DTYPES
+from rnnspec.devices import DTYPES
 from rnnspec.records import Case, Record
-from rnnspec.runs import random_array, random_parameters
+from rnnspec.inputs import random_array, random_parameters
 
 NAMES = {"rnn_tanh": "RNN(tanh)", "lstm": "LSTM", "gru": "GRU"}
 #: The packed path of each recurrent class: nn.RNN (its relu mode shares the class and the packing
@@ -113,8 +113,8 @@ ALONE = {(kind, b): Case(kind=kind, behaviour=f"{NAMES[kind]} sequence {b} alone
          for kind in KINDS for b in range(BATCH)}
 
 
-def run(kind: str, device: str, dtype: str) -> dict:
-    return RECORDS[kind].measured(device, dtype)
+def run(implementation, kind: str, device: str, dtype: str) -> dict:
+    return RECORDS[kind].measured(implementation, device, dtype)
 
 
 def config_id(kind: str, device: str, dtype: str) -> str:
@@ -130,11 +130,11 @@ def test_packed_run_matches_the_reference(kind, device, dtype, spec_check):
 
 @pytest.mark.derived("a packed sequence advances only while t < its length (documented); two runs within their tolerances")
 @pytest.mark.parametrize("kind", KINDS)
-def test_each_sequence_gets_what_it_gets_alone(kind, device, dtype, tolerance):
+def test_each_sequence_gets_what_it_gets_alone(kind, implementation, device, dtype, tolerance):
     """Per sequence: output, h_n, c_n and the gradients of its input, h0, c0 equal its run alone; parameter gradients add up."""
     record = RECORDS[kind]
-    packed = record.measured(device, dtype)
-    runs_alone = [ALONE[kind, b].measured(device, dtype) for b in range(BATCH)]
+    packed = record.measured(implementation, device, dtype)
+    runs_alone = [ALONE[kind, b].measured(implementation, device, dtype) for b in range(BATCH)]
     for key, value in packed.items():
         # the packed run within its tolerance of its truth, each run alone within its own: together, their sum
         allowed = record.tolerance(key, tolerance, value)
@@ -155,9 +155,9 @@ def test_each_sequence_gets_what_it_gets_alone(kind, device, dtype, tolerance):
 
 @pytest.mark.documented(authority.LAYERS)
 @pytest.mark.parametrize("kind", KINDS)
-def test_h_n_is_taken_at_each_sequences_true_last_step(kind, device, dtype):
+def test_h_n_is_taken_at_each_sequences_true_last_step(kind, implementation, device, dtype):
     """h_n[forward, b] = output[length_b − 1, b, :H] and h_n[reverse, b] = output[0, b, H:], bitwise."""
-    measured = run(kind, device, dtype)
+    measured = run(implementation, kind, device, dtype)
     output, h_n = measured["output"], measured["h_n"]
     for b, length in enumerate(LENGTHS):
         for direction, index, step, features in (("forward", 0, length - 1, slice(0, HIDDEN)),
@@ -170,9 +170,9 @@ def test_h_n_is_taken_at_each_sequences_true_last_step(kind, device, dtype):
 
 @pytest.mark.documented(authority.PACK_PADDED)
 @pytest.mark.parametrize("kind", KINDS)
-def test_padded_positions_have_zero_output_and_zero_gradient(kind, device, dtype):
+def test_padded_positions_have_zero_output_and_zero_gradient(kind, implementation, device, dtype):
     """output[t, b] = 0 and ∂input[t, b] = 0 exactly for every t ≥ length_b."""
-    measured = run(kind, device, dtype)
+    measured = run(implementation, kind, device, dtype)
     for key in ("output", "grad_input"):
         padded = {b: measured[key][length:, b] for b, length in enumerate(LENGTHS)}
         nonzero = {b: values.tolist() for b, values in padded.items() if np.any(values != 0)}
@@ -182,10 +182,10 @@ def test_padded_positions_have_zero_output_and_zero_gradient(kind, device, dtype
 
 @pytest.mark.documented(authority.PACK_PADDED)
 @pytest.mark.parametrize("kind", KINDS)
-def test_enforce_sorted_on_the_sorted_batch_is_the_unsorted_run_permuted(kind, device, dtype, tolerance):
+def test_enforce_sorted_on_the_sorted_batch_is_the_unsorted_run_permuted(kind, implementation, device, dtype, tolerance):
     """The batch sorted by decreasing length with enforce_sorted=True gives the same values and gradients, permuted."""
     record, sorted_case = RECORDS[kind], SORTED_RUNS[kind]
-    unsorted, ordered = record.measured(device, dtype), sorted_case.measured(device, dtype)
+    unsorted, ordered = record.measured(implementation, device, dtype), sorted_case.measured(implementation, device, dtype)
     for key, value in ordered.items():
         expected = np.take(unsorted[key], SORTED, axis=BATCH_AXIS[key]) if key in BATCH_AXIS else unsorted[key]
         allowed = sorted_case.tolerance(key, tolerance, value).plus(
@@ -198,6 +198,7 @@ def test_enforce_sorted_on_the_sorted_batch_is_the_unsorted_run_permuted(kind, d
 
 
 @pytest.mark.observed(authority.RELEASES)
+@pytest.mark.torch_nn_itself("states torch.nn.utils.rnn.pack_padded_sequence's check; no recurrent module is involved")
 def test_enforce_sorted_rejects_lengths_out_of_order(device, observe):
     """enforce_sorted=True with lengths (3, 5, 2) raises RuntimeError naming enforce_sorted and the decreasing order."""
     padded = torch.zeros((STEPS, BATCH, INPUT), dtype=DTYPES["float32"], device=device)

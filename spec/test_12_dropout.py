@@ -65,16 +65,16 @@ import numpy as np
 import pytest
 import torch
 
-from rnnspec import authority, numpy_reference, statistics, stepwise
+from rnnspec import authority, kinds, numpy_reference, statistics, stepwise
 from rnnspec.comparison import Truth, as_float64, assert_agrees, ratio_tolerance
 from rnnspec.contracts import assert_warns
-from rnnspec.module_kinds import MODULES
-from rnnspec.platform import DTYPES
-from rnnspec.recorded import assert_matches_truth
+from rnnspec.kinds import RECURRENCES
+from rnnspec.devices import DTYPES
+from rnnspec.spec_check import assert_matches_truth
 from rnnspec.records import Case
-from rnnspec.runs import build, memoised, random_parameters
+from rnnspec.inputs import random_parameters
+from rnnspec.measure import build, memoised
 
-KINDS = ("rnn_tanh", "rnn_relu", "lstm", "gru")
 P = 0.75  # 1/(1 - p) = 4: exact in every dtype
 HIDDEN = 8
 SEED = 12
@@ -101,10 +101,11 @@ def observable_input(kind: str) -> np.ndarray:
 
 
 @memoised
-def observable_run(kind: str, device: str, dtype: str, *, training: bool) -> dict:
+def observable_run(implementation, kind: str, device: str, dtype: str, *, training: bool) -> dict:
     """The two-layer module with dropout 0.75, forward and backward (loss Σ output + Σ h_n), seeded."""
     with torch.random.fork_rng(devices=[]):  # the constructor's default initialisation draws from torch's stream
-        module = build(kind, observable_parameters(kind), device=device, dtype=dtype, num_layers=2, dropout=P)
+        module = build(kind, observable_parameters(kind), implementation=implementation, device=device, dtype=dtype,
+                       num_layers=2, dropout=P)
     module.train(training)
     x = torch.tensor(observable_input(kind), dtype=DTYPES[dtype], device=device, requires_grad=True)
     with statistics.seeded(device, SEED):
@@ -160,34 +161,34 @@ def first_layer_truth(kind: str) -> Truth:
                  emulate=lambda dtype: stepwise.emulate_all(first, dtype, parameters, x))
 
 
-def dropped(kind: str, device: str, dtype: str) -> np.ndarray:
+def dropped(implementation, kind: str, device: str, dtype: str) -> np.ndarray:
     """The mask's zeros, read from the training output (0 exactly where the inter-layer input was dropped)."""
-    return observable_run(kind, device, dtype, training=True)["output"] == 0
+    return observable_run(implementation, kind, device, dtype, training=True)["output"] == 0
 
 
 @pytest.mark.documented(authority.LAYERS)
-@pytest.mark.parametrize("kind", KINDS)
-def test_training_output_is_the_second_layer_applied_to_the_masked_first_layer(kind, device, dtype, tolerance):
+@pytest.mark.parametrize("kind", RECURRENCES)
+def test_training_output_is_the_second_layer_applied_to_the_masked_first_layer(kind, implementation, device, dtype, tolerance):
     """Output, h_n, c_n and all gradients equal the reference run on m·y1/(1 − p), the mask read from the output."""
-    zeros = dropped(kind, device, dtype)
+    zeros = dropped(implementation, kind, device, dtype)
     config = f"{device}-{dtype}-{kind}"
     fraction, width = zeros.mean(), statistics.hoeffding_half_width(zeros.size)
     assert abs(fraction - P) < width, (
         f"{kind} dropout [{config}]: {zeros.sum()} of {zeros.size} inter-layer elements dropped ({fraction:.3f}); "
         f"with p = {P} the fraction lies in [{P - width:.3f}, {P + width:.3f}] except with probability "
         f"{statistics.ALPHA:g} (Hoeffding)")
-    assert_matches_truth(observable_run(kind, device, dtype, training=True), masked_truth(kind, (~zeros).astype(float)),
+    assert_matches_truth(observable_run(implementation, kind, device, dtype, training=True), masked_truth(kind, (~zeros).astype(float)),
                          dtype, tolerance, what="measured", witness=f"the reference with the observed mask, rounded "
                          f"to {dtype}", config=config)
 
 
 @pytest.mark.derived("documented dropout; 0 times anything is 0, and 1/(1 - 3/4) = 4 is exact")
-def test_relu_inter_layer_input_is_zero_or_four_times_the_first_layer_output(device, dtype, tolerance):
+def test_relu_inter_layer_input_is_zero_or_four_times_the_first_layer_output(implementation, device, dtype, tolerance):
     """The relu RNN's inter-layer input over its first layer's output: exactly 0 where dropped, 1/(1 − p) = 4 where
     kept (within the tolerance: training and evaluation mode may compute the first layer along different paths),
     and both occur."""
-    trained = observable_run("rnn_relu", device, dtype, training=True)["output"]
-    first_layer = observable_run("rnn_relu", device, dtype, training=False)["output"]  # eval: nothing dropped
+    trained = observable_run(implementation, "rnn_relu", device, dtype, training=True)["output"]
+    first_layer = observable_run(implementation, "rnn_relu", device, dtype, training=False)["output"]  # eval: nothing dropped
     config = f"{device}-{dtype}-rnn_relu"
     assert (first_layer > 0).all(), (
         f"relu dropout [{config}]: {int((first_layer <= 0).sum())} of {first_layer.size} eval-mode "
@@ -223,16 +224,17 @@ INERT = {(kind, layers): Case(kind=kind, behaviour=f"{kind} dropout (p = 0.75, {
                               law="no dropout: evaluation mode, or after the last layer",
                               inputs=lambda kind=kind, layers=layers: inert_arrays(kind, layers),
                               options=dict(num_layers=layers))
-         for kind in KINDS for layers in (1, 2)}
+         for kind in RECURRENCES for layers in (1, 2)}
 
 
-def forward(kind: str, layers: int, device: str, dtype: str, *, training: bool, dropout: float,
+def forward(implementation, kind: str, layers: int, device: str, dtype: str, *, training: bool, dropout: float,
             seed: int = SEED) -> np.ndarray:
     """The module's output on the inert case's input in the given mode, with the given dropout and seed."""
     configuration = INERT[kind, layers].configuration()
     with warnings.catch_warnings():  # the one-layer warning has a test of its own
         warnings.simplefilter("ignore", UserWarning)
-        module = build(kind, configuration["parameters"], device=device, dtype=dtype, num_layers=layers, dropout=P)
+        module = build(kind, configuration["parameters"], implementation=implementation, device=device, dtype=dtype,
+                       num_layers=layers, dropout=P)
     module.train(training)
     module.dropout = dropout  # read at every forward: the same weights with and without dropout
     x = torch.tensor(configuration["x"], dtype=DTYPES[dtype], device=device)
@@ -241,22 +243,22 @@ def forward(kind: str, layers: int, device: str, dtype: str, *, training: bool, 
 
 
 @memoised
-def inert_runs(kind: str, device: str, dtype: str) -> dict:
+def inert_runs(implementation, kind: str, device: str, dtype: str) -> dict:
     """Outputs where dropout=0.75 must change nothing, and the same modules' outputs with dropout=0."""
     return {
-        "eval": forward(kind, 2, device, dtype, training=False, dropout=P),
-        "eval, another seed": forward(kind, 2, device, dtype, training=False, dropout=P, seed=SEED + 1),
-        "2 layers without dropout": forward(kind, 2, device, dtype, training=True, dropout=0.0),
-        "1 layer in training": forward(kind, 1, device, dtype, training=True, dropout=P),
-        "1 layer without dropout": forward(kind, 1, device, dtype, training=True, dropout=0.0),
+        "eval": forward(implementation, kind, 2, device, dtype, training=False, dropout=P),
+        "eval, another seed": forward(implementation, kind, 2, device, dtype, training=False, dropout=P, seed=SEED + 1),
+        "2 layers without dropout": forward(implementation, kind, 2, device, dtype, training=True, dropout=0.0),
+        "1 layer in training": forward(implementation, kind, 1, device, dtype, training=True, dropout=P),
+        "1 layer without dropout": forward(implementation, kind, 1, device, dtype, training=True, dropout=0.0),
     }
 
 
 @pytest.mark.documented(authority.MODULE_EVAL)
-@pytest.mark.parametrize("kind", KINDS)
-def test_dropout_changes_nothing_in_eval_mode_or_with_one_layer(kind, device, dtype, tolerance):
+@pytest.mark.parametrize("kind", RECURRENCES)
+def test_dropout_changes_nothing_in_eval_mode_or_with_one_layer(kind, implementation, device, dtype, tolerance):
     """eval(): runs under two seeds agree, and agree with dropout=0; one layer in training: agrees with dropout=0."""
-    runs = inert_runs(kind, device, dtype)
+    runs = inert_runs(implementation, kind, device, dtype)
     for (measured, expected), layers, law in (
             (("eval", "eval, another seed"), 2, "module.eval() disables dropout: the output does not depend on the "
                                                 "random stream"),
@@ -271,9 +273,10 @@ def test_dropout_changes_nothing_in_eval_mode_or_with_one_layer(kind, device, dt
 
 
 @pytest.mark.observed(authority.RELEASES)
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.torch_nn_itself("states torch.nn's constructor warning, constructing torch's modules itself")
+@pytest.mark.parametrize("kind", RECURRENCES)
 def test_one_layer_dropout_warns(kind, observe):
     """nn.RNN/LSTM/GRU(num_layers=1, dropout=0.75) warns, naming dropout, its value and num_layers."""
     with torch.random.fork_rng(devices=[]):
-        assert_warns(lambda: MODULES[kind].construct(3, 5, num_layers=1, dropout=P), UserWarning,
+        assert_warns(lambda: kinds.layer(kind).construct(3, 5, num_layers=1, dropout=P), UserWarning,
                      ("dropout", "num_layers", r"0\.75"), config=kind, observe=observe)

@@ -43,7 +43,8 @@ import pytest
 import torch
 
 from rnnspec import authority
-from rnnspec.module_kinds import MODULES, explicit_module
+from rnnspec.kinds import KINDS
+from rnnspec.measure import explicit_module
 
 # torch 2.13's CPU LSTM with projections says once per process that oneDNN does not run it (it falls
 # back to its default implementation): an implementation notice, not a behaviour of the module.
@@ -67,7 +68,7 @@ class Case:
 
     @property
     def cell(self) -> bool:
-        return MODULES[self.module].cell
+        return KINDS[self.module].cell
 
     @property
     def id(self) -> str:
@@ -121,7 +122,7 @@ def expected_shapes(case: Case) -> dict[str, tuple[int, ...]]:
     batch = () if case.unbatched else (case.batch,)
     if case.cell:
         shapes = {"h'": batch + (H,)}
-        if MODULES[case.module].kind == "lstm":
+        if KINDS[case.module].recurrence == "lstm":
             shapes["c'"] = batch + (H,)
         return shapes
     directions = 2 if case.bidirectional else 1
@@ -133,7 +134,7 @@ def expected_shapes(case: Case) -> dict[str, tuple[int, ...]]:
     else:
         output = (L, case.batch, directions * h_out)
     shapes = {"output": output, "h_n": (directions * case.layers,) + batch + (h_out,)}
-    if MODULES[case.module].kind == "lstm":
+    if KINDS[case.module].recurrence == "lstm":
         shapes["c_n"] = (directions * case.layers,) + batch + (H,)
     return shapes
 
@@ -146,13 +147,14 @@ def formulas(case: Case) -> str:
             "h_n: (D·num_layers, [N,] H_out); c_n: (D·num_layers, [N,] H); H_out = proj_size or H")
 
 
-def run(case: Case, device: str) -> dict[str, tuple[int, ...]]:
+def run(implementation, case: Case, device: str) -> dict[str, tuple[int, ...]]:
     """The module's forward (explicit weights and input, no autograd): the shape of every returned tensor."""
-    module = explicit_module(case.module, H_IN, H, device=device, dtype="float32", **case.options())
+    module = explicit_module(case.module, H_IN, H, implementation=implementation, device=device, dtype="float32",
+                             **case.options())
     rng = np.random.default_rng(13)
     as_tensor = lambda shape: torch.tensor(rng.uniform(-1, 1, shape), dtype=torch.float32, device=device)  # noqa: E731
     batch = () if case.unbatched else (case.batch,)
-    is_lstm = MODULES[case.module].kind == "lstm"
+    is_lstm = KINDS[case.module].recurrence == "lstm"
     if case.cell:
         x = as_tensor(batch + (H_IN,))
         state = None
@@ -179,9 +181,9 @@ def run(case: Case, device: str) -> dict[str, tuple[int, ...]]:
 
 @pytest.mark.documented(authority.LAYERS + ' ' + authority.CELLS)
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
-def test_returned_shapes_follow_the_formulas(case, device):
+def test_returned_shapes_follow_the_formulas(case, implementation, device):
     """output, h_n and c_n (h' and c' for a cell) have the shapes the formulas give."""
-    got, expected = run(case, device), expected_shapes(case)
+    got, expected = run(implementation, case, device), expected_shapes(case)
     assert got == expected, (
         f"shape contract [{device}-float32-{case.id}]: returned shapes {got}, the formulas give {expected}\n"
         f"  sizes: L={L}, N={case.batch}, H_in={H_IN}, H={H}, proj_size={case.proj}, num_layers={case.layers}, "

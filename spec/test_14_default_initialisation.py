@@ -52,9 +52,12 @@ import numpy as np
 import pytest
 
 from rnnspec import authority, statistics
-from rnnspec.module_kinds import MODULES
-from rnnspec.platform import DTYPES
-from rnnspec.runs import memoised
+from rnnspec.kinds import KINDS
+from rnnspec.devices import DTYPES
+from rnnspec.measure import memoised
+
+#: Every claim here states torch.nn's own default initialisation: under another --target, not applicable.
+pytestmark = pytest.mark.torch_nn_itself("states torch.nn's default initialisation, constructing torch's modules itself")
 
 INPUT_SIZE, HIDDEN_SIZE, PROJ_SIZE = 4, 16, 4
 BOUND = 1 / np.sqrt(HIDDEN_SIZE)  # 0.25 exactly
@@ -79,7 +82,7 @@ def initial_parameters(configuration: str, device: str, dtype: str) -> dict:
     """Every parameter as torch's default initialisation leaves it, created on ``device`` in ``dtype``."""
     name, options = CONFIGURATIONS[configuration]
     with statistics.seeded(device, SEED):
-        module = MODULES[name].construct(INPUT_SIZE, HIDDEN_SIZE, device=device, dtype=DTYPES[dtype], **options)
+        module = KINDS[name].construct(INPUT_SIZE, HIDDEN_SIZE, device=device, dtype=DTYPES[dtype], **options)
     return dict(module.named_parameters())
 
 

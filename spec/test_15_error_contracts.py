@@ -62,7 +62,8 @@ import torch
 
 from rnnspec import authority
 from rnnspec.contracts import assert_raises
-from rnnspec.module_kinds import MODULES, explicit_module
+from rnnspec.kinds import KINDS
+from rnnspec.measure import explicit_module
 
 IN, HIDDEN, L, N = 3, 5, 4, 2
 
@@ -96,10 +97,11 @@ def construct(name: str, arguments: dict):
     """Module ``name`` built by torch with input_size 3, hidden_size 5, and ``arguments`` on top."""
     arguments = {"input_size": IN, "hidden_size": HIDDEN, **arguments}
     with torch.random.fork_rng(devices=[]):  # the default initialisation draws from torch's stream
-        return MODULES[name].construct(arguments.pop("input_size"), arguments.pop("hidden_size"), **arguments)
+        return KINDS[name].construct(arguments.pop("input_size"), arguments.pop("hidden_size"), **arguments)
 
 
 @pytest.mark.observed(authority.RELEASES)
+@pytest.mark.torch_nn_itself("states torch.nn's constructor checks, constructing torch's modules itself")
 @pytest.mark.parametrize("case", CONSTRUCTOR_CASES, ids=lambda case: case.id)
 def test_constructor_rejects_the_configuration(case, observe):
     """The constructor raises the stated exception type, its message naming what is wrong."""
@@ -108,6 +110,7 @@ def test_constructor_rejects_the_configuration(case, observe):
 
 
 @pytest.mark.observed(authority.RELEASES)
+@pytest.mark.torch_nn_itself("states torch.nn's constructor checks, constructing torch's modules itself")
 def test_cells_accept_hidden_size_zero():
     """The cells do not check hidden_size: LSTMCell(3, 0) constructs (the layers raise ValueError)."""
     cell = construct("lstm_cell", {"hidden_size": 0})
@@ -141,8 +144,9 @@ class Call:
     module_elsewhere: bool = False
     state_elsewhere: bool = False
 
-    def run(self, device: str):
-        module = explicit_module(self.module, IN, HIDDEN, device=elsewhere(device) if self.module_elsewhere else device,
+    def run(self, implementation, device: str):
+        module = explicit_module(self.module, IN, HIDDEN, implementation=implementation,
+                                 device=elsewhere(device) if self.module_elsewhere else device,
                                  dtype="float32", **self.options)
         x = torch.ones(self.input_shape, dtype=self.input_dtype, device=device)
         where = elsewhere(device) if self.state_elsewhere else device
@@ -212,8 +216,8 @@ FORWARD_CASES = [
 
 @pytest.mark.observed(authority.RELEASES)
 @pytest.mark.parametrize("case", FORWARD_CASES, ids=lambda case: case.id)
-def test_forward_rejects_the_call(case, device, observe):
+def test_forward_rejects_the_call(case, implementation, device, observe):
     """The forward raises the stated exception type, its message naming what is wrong."""
     names = case.names(device) if callable(case.names) else case.names
-    assert_raises(lambda: case.call.run(device), case.raises, names, config=f"{device}-float32-{case.id}",
+    assert_raises(lambda: case.call.run(implementation, device), case.raises, names, config=f"{device}-float32-{case.id}",
                   observe=observe)

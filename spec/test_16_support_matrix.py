@@ -26,20 +26,21 @@ import pytest
 import torch
 
 from rnnspec import authority
-from rnnspec.module_kinds import MODULES, explicit_module
-from rnnspec.platform import DTYPES
+from rnnspec.kinds import KINDS
+from rnnspec.measure import explicit_module
+from rnnspec.devices import DTYPES
 
 L, N, IN, HIDDEN = 3, 2, 3, 4
 
 
-def forward_and_backward(name: str, device: str, dtype: str) -> tuple[list, torch.Tensor, torch.nn.Module]:
+def forward_and_backward(implementation, name: str, device: str, dtype: str) -> tuple[list, torch.Tensor, torch.nn.Module]:
     """The module's forward on explicit input, then the backward of the sum of all it returns."""
-    module = explicit_module(name, IN, HIDDEN, device=device, dtype=dtype)
-    shape = (N, IN) if MODULES[name].cell else (L, N, IN)
+    module = explicit_module(name, IN, HIDDEN, implementation=implementation, device=device, dtype=dtype)
+    shape = (N, IN) if KINDS[name].cell else (L, N, IN)
     x = torch.tensor(np.random.default_rng(16).uniform(-1, 1, shape), dtype=DTYPES[dtype], device=device,
                      requires_grad=True)
     result = module(x)
-    if MODULES[name].cell:  # h' (and c')
+    if KINDS[name].cell:  # h' (and c')
         returned = list(result) if isinstance(result, tuple) else [result]
     else:  # output, h_n (and c_n)
         output, state = result
@@ -49,12 +50,12 @@ def forward_and_backward(name: str, device: str, dtype: str) -> tuple[list, torc
 
 
 @pytest.mark.observed(authority.RELEASES)
-@pytest.mark.parametrize("name", list(MODULES))
-def test_forward_and_backward_run(name, device, dtype):
+@pytest.mark.parametrize("name", list(KINDS))
+def test_forward_and_backward_run(name, implementation, device, dtype):
     """Forward and backward run; outputs and gradients have the module's dtype, gradients the parameters' shapes."""
     config = f"{device}-{dtype}-{name}"
     try:
-        returned, x, module = forward_and_backward(name, device, dtype)
+        returned, x, module = forward_and_backward(implementation, name, device, dtype)
     except Exception as error:  # the type and message stay as raised: expectations files match them
         if hasattr(error, "add_note"):
             error.add_note(f"support matrix [{config}]: forward or backward raised. If this combination is not "

@@ -1,13 +1,12 @@
-"""Devices, dtypes and numerics flags: what the spec runs on, and under which settings.
+"""Devices and dtypes: what the spec runs on, named as the command line names them.
 
 The command line names devices and dtypes as words (``--device cpu,cuda --dtype float32``);
-this module turns those words into torch objects, says which devices this machine has, and pins
-the numerics flags that would otherwise change results from one machine to the next (TF32).
+this module turns those words into torch objects, says which devices this machine has (and why a
+requested one cannot run), and describes them for the report header.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -98,57 +97,6 @@ def parse_dtypes(text: str | None) -> list[str]:
     if unknown:
         raise UsageError(f"--dtype: unknown dtype {unknown[0]!r}; choose from {', '.join(DTYPES)}")
     return names
-
-
-@contextlib.contextmanager
-def pinned_numerics():
-    """Run with the numerics the spec is written for, and restore every flag afterwards.
-
-    cuDNN runs float32 RNNs in TF32 by default on Ampere and later (``cudnn.allow_tf32`` is True),
-    which moves the exploding product 11^5 by about 7e-5 relative. The spec pins TF32 off rather
-    than loosening float32's tolerance for every device.
-    """
-    saved = numerics_flags()
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        restore_numerics(saved)
-
-
-def restore_numerics(saved: dict) -> None:
-    """Put back every flag of :func:`numerics_flags` that differs from ``saved``.
-
-    Only changed flags are set: ``use_deterministic_algorithms`` imports torch's compiler stack
-    (about a second) the first time it is called.
-    """
-    setters = {
-        "cudnn.allow_tf32": lambda v: setattr(torch.backends.cudnn, "allow_tf32", v),
-        "cuda.matmul.allow_tf32": lambda v: setattr(torch.backends.cuda.matmul, "allow_tf32", v),
-        "float32_matmul_precision": torch.set_float32_matmul_precision,
-        "default_dtype": torch.set_default_dtype,
-        "deterministic_algorithms": torch.use_deterministic_algorithms,
-        "grad_enabled": torch.set_grad_enabled,
-        "mkldnn.enabled": lambda v: setattr(torch.backends.mkldnn, "enabled", v),
-    }
-    now = numerics_flags()
-    for name, value in saved.items():
-        if now[name] != value:
-            setters[name](value)
-
-
-def numerics_flags() -> dict:
-    """The global flags that change recurrent layers' numerics, as they stand now."""
-    return {
-        "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
-        "cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "default_dtype": torch.get_default_dtype(),
-        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-        "grad_enabled": torch.is_grad_enabled(),
-        "mkldnn.enabled": bool(torch.backends.mkldnn.enabled),
-    }
 
 
 def describe(devices: list[Device]) -> list[str]:

@@ -1,17 +1,18 @@
-"""One recurrent run, measured on torch and derived by the NumPy reference, with the same names.
+"""One recurrent run on torch, with the reference's names; the modules it runs, built with explicit weights.
 
-Both return ``{"output", "h_n", ["c_n"], "grad_input", ["grad_h0"], ["grad_c0"], "grad_<parameter>"...}``
-for a forward pass followed by a backward pass of an upstream gradient on ``h_n`` (and optionally on
-``output`` and ``c_n``), as the notebook does with ``h_n.backward(...)``. ``grad_h0`` / ``grad_c0``
-are there exactly when ``h0`` / ``c0`` are given. Weights are always explicit, never torch's random
-initialisation: PyTorch promises no stable random stream across releases; :func:`random_parameters`
-and :func:`random_array` derive explicit values from a seed with NumPy's generator instead.
+:func:`measure` runs a layer forward, then backward from upstream gradients on ``h_n`` (and
+optionally on ``output`` and ``c_n``), as the notebook does with ``h_n.backward(...)``, and returns
+``{"output", "h_n", ["c_n"], "grad_input", ["grad_h0"], ["grad_c0"], "grad_<parameter>"...}``:
+the names ``rnnspec.numpy_reference.derive`` returns for the same configuration, so one set of
+keyword arguments feeds both (``h0``, ``c0``, ``num_layers``, ``bidirectional``, ``batch_first``,
+``proj_size``, ``lengths``: padded input run as a packed sequence, and the upstream gradients;
+``bias`` is read from the parameters). :func:`measure_cell_loop` runs the cell once per step over
+the same configuration (one layer, one direction).
 
-One configuration is one set of keyword arguments, handed unchanged to :func:`measure` (torch's
-layer), :func:`derive` (the reference) and, for one unidirectional layer, :func:`measure_cell_loop`
-(torch's cell called once per step): ``h0``, ``c0``, ``num_layers``, ``bidirectional``,
-``batch_first``, ``proj_size``, ``lengths`` (padded input run as a packed sequence), and the
-upstream gradients. ``bias`` is read from the parameters (no ``bias_*`` names: ``bias=False``).
+Every module is built by :func:`build` for an **implementation**: torch.nn as installed
+(:data:`EAGER`), or what ``--target`` chose (``rnnspec/targets.py``), which the session hands to
+tests as the ``implementation`` fixture. Nothing here holds the session's choice: each call names
+its implementation, and every memoised run is keyed by it.
 """
 
 from __future__ import annotations
@@ -26,58 +27,17 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from rnnspec import numpy_reference
 from rnnspec.comparison import as_float64
-from rnnspec.platform import DTYPES
-
-#: The module behind each kind of recurrent layer, with the constructor option that selects it.
-LAYERS = {
-    "rnn_tanh": (nn.RNN, {"nonlinearity": "tanh"}),
-    "rnn_relu": (nn.RNN, {"nonlinearity": "relu"}),
-    "lstm": (nn.LSTM, {}),
-    "gru": (nn.GRU, {}),
-}
-
-
-#: The cell module behind each kind, with the constructor option that selects it.
-CELLS = {
-    "rnn_tanh": (nn.RNNCell, {"nonlinearity": "tanh"}),
-    "rnn_relu": (nn.RNNCell, {"nonlinearity": "relu"}),
-    "lstm": (nn.LSTMCell, {}),
-    "gru": (nn.GRUCell, {}),
-}
-
-
-def constant_parameters(kind: str, input_size: int, hidden_size: int, *, weight: float, bias: float = 0.0,
-                        **options) -> dict[str, np.ndarray]:
-    """Every weight set to ``weight`` and every bias to ``bias``, as the notebook's ``init.constant_`` does."""
-    shapes = numpy_reference.parameter_shapes(kind, input_size, hidden_size, **options)
-    return {name: np.full(shape, bias if name.startswith("bias") else weight) for name, shape in shapes.items()}
-
-
-def random_parameters(kind: str, input_size: int, hidden_size: int, seed: int, **options) -> dict[str, np.ndarray]:
-    """Every parameter drawn uniformly from [−1/√H, 1/√H] (torch's default range) by NumPy's generator ``seed``.
-
-    ``options`` are those of ``numpy_reference.parameter_shapes`` (num_layers, bias, bidirectional,
-    proj_size) and may include ``batch_first``, which changes no shape; the values depend on the seed
-    and the shapes alone, the same on every machine.
-    """
-    options.pop("batch_first", None)
-    shapes = numpy_reference.parameter_shapes(kind, input_size, hidden_size, **options)
-    rng = np.random.default_rng(seed)
-    bound = 1.0 / np.sqrt(hidden_size)
-    return {name: rng.uniform(-bound, bound, shape) for name, shape in shapes.items()}
-
-
-def random_array(shape: tuple[int, ...], seed: int, *, scale: float = 1.0) -> np.ndarray:
-    """An input, initial state or upstream gradient: uniform in [−scale, scale], from NumPy's generator ``seed``."""
-    return np.random.default_rng(seed).uniform(-scale, scale, shape)
+from rnnspec.devices import DTYPES
+from rnnspec.inputs import random_parameters
+from rnnspec.kinds import KINDS
 
 
 class Implementation:
     """What :func:`build` constructs: torch.nn as installed (the ``eager`` target).
 
-    ``rnnspec.targets`` (``--target NAME``) puts another implementation in its place for a session
-    (:func:`use`): a subclass that constructs other modules (``construct``) or transforms the built
-    one (``finish``: ``torch.jit.script``, ``torch.compile``). Every memoised run is keyed by it.
+    ``rnnspec.targets`` (``--target NAME``) chooses another for a session, handed to the tests as
+    the ``implementation`` fixture: a subclass that constructs other modules (``construct``) or
+    transforms the built one (``finish``: ``torch.jit.script``, ``torch.compile``).
     """
 
     name = "eager"
@@ -87,43 +47,33 @@ class Implementation:
         """The module of ``kind`` (``cell``: its cell) on the CPU in ``dtype``, with torch's parameter names;
         ``options``: the constructor's keyword arguments (bias, num_layers, bidirectional, batch_first,
         proj_size...)."""
-        module_class, kind_options = (CELLS if cell else LAYERS)[kind]
-        return module_class(input_size, hidden_size, **{**kind_options, **options}, dtype=dtype)
+        return KINDS[f"{kind}_cell" if cell else kind].construct(input_size, hidden_size, **options, dtype=dtype)
 
     def finish(self, module: nn.Module) -> nn.Module:
         """The module as tests call it, once it holds its weights on its device in its dtype."""
         return module
 
+    def __repr__(self) -> str:
+        return f"Implementation({self.name!r})"
 
+
+#: torch.nn as installed.
 EAGER = Implementation()
-_implementation: Implementation = EAGER
 
 
-def implementation() -> Implementation:
-    """The implementation :func:`build` constructs now (``EAGER`` unless ``--target`` chose another)."""
-    return _implementation
-
-
-def use(chosen: Implementation) -> Implementation:
-    """Make :func:`build` construct ``chosen``; return the one it replaces (to restore it afterwards)."""
-    global _implementation
-    previous, _implementation = _implementation, chosen
-    return previous
-
-
-def build(kind: str, parameters: dict[str, np.ndarray], *, device: str, dtype: str, cell: bool = False,
-          **options) -> nn.Module:
-    """The layer of ``kind`` (with ``cell=True``: its cell) holding exactly ``parameters``, as the target builds it.
+def build(kind: str, parameters: dict[str, np.ndarray], *, implementation: Implementation, device: str, dtype: str,
+          cell: bool = False, **options) -> nn.Module:
+    """The layer of ``kind`` (with ``cell=True``: its cell) holding exactly ``parameters``, as ``implementation``
+    builds it.
 
     ``parameters`` carry the layer's names (``weight_ih_l0``...) also for a cell, whose own names
     drop the ``_l0``. The module is constructed on the CPU in ``dtype`` and each float64 value is
     copied in, rounded once to ``dtype`` by the copy (the rounding ``.to(dtype)`` does), then moved
     to ``device``. The constructor's default initialisation draws from torch's random stream: it
     runs inside ``fork_rng``, so building leaves torch's stream as it was (and on the CPU, so no
-    accelerator's stream is drawn from). The module is torch.nn's unless ``--target`` chose another
-    implementation (:func:`use`).
+    accelerator's stream is drawn from).
     """
-    target = _implementation
+    target = implementation
     input_size = parameters["weight_ih_l0"].shape[1]
     hidden_size = _hidden_size(kind, parameters)
     with torch.random.fork_rng(devices=[]):
@@ -150,8 +100,8 @@ def _load(module: nn.Module, parameters: dict[str, np.ndarray], *, cell: bool, k
 _FOR_RUNS: dict[tuple, nn.Module] = {}
 
 
-def _module_for_run(kind: str, parameters: dict[str, np.ndarray], *, device: str, dtype: str, cell: bool = False,
-                    **options) -> nn.Module:
+def _module_for_run(kind: str, parameters: dict[str, np.ndarray], *, implementation: Implementation, device: str,
+                    dtype: str, cell: bool = False, **options) -> nn.Module:
     """:func:`build`'s module for a run that never hands it out: torch.nn's (``eager``) module of the same
     structure is built once and gets each run's parameters copied in anew, its gradients cleared.
 
@@ -160,13 +110,14 @@ def _module_for_run(kind: str, parameters: dict[str, np.ndarray], *, device: str
     gradients reset to None, and no run changes its mode (``measure`` never calls ``train``/``eval``).
     Another ``--target`` builds afresh every time (a compiled or scripted module keeps more).
     """
-    if _implementation is not EAGER:
-        return build(kind, parameters, device=device, dtype=dtype, cell=cell, **options)
+    if implementation is not EAGER:
+        return build(kind, parameters, implementation=implementation, device=device, dtype=dtype, cell=cell, **options)
     key = (kind, cell, device, dtype, tuple(sorted((name, value.shape) for name, value in parameters.items())),
            tuple(sorted(options.items())))
     module = _FOR_RUNS.get(key)
     if module is None:
-        module = _FOR_RUNS[key] = build(kind, parameters, device=device, dtype=dtype, cell=cell, **options)
+        module = _FOR_RUNS[key] = build(kind, parameters, implementation=EAGER, device=device, dtype=dtype, cell=cell,
+                                        **options)
     else:
         _load(module, parameters, cell=cell, kind=kind, options=options)
     return module
@@ -204,7 +155,8 @@ def _measured(output, h_n, c_n, leaves: dict, parameters) -> dict[str, torch.Ten
     return measured
 
 
-def measure(kind: str, parameters: dict[str, np.ndarray], x, *, device: str, dtype: str, h0=None, c0=None,
+def measure(kind: str, parameters: dict[str, np.ndarray], x, *, implementation: Implementation, device: str, dtype: str,
+            h0=None, c0=None,
             lengths=None, enforce_sorted: bool = False, grad_h_n=None, grad_output=None, grad_c_n=None,
             backward: bool = True, **options) -> dict[str, torch.Tensor]:
     """Run torch's layer forward, then backward from ``grad_h_n`` (default ones), ``grad_output``, ``grad_c_n``.
@@ -217,7 +169,7 @@ def measure(kind: str, parameters: dict[str, np.ndarray], x, *, device: str, dty
     enabled, so it takes the same kernels as a full run (CPU's float16 LSTM, for one, runs oneDNN
     only without gradients) and compares with one bitwise.
     """
-    module = _module_for_run(kind, parameters, device=device, dtype=dtype, **options)
+    module = _module_for_run(kind, parameters, implementation=implementation, device=device, dtype=dtype, **options)
     tensor = functools.partial(_as_tensor, device=device, dtype=dtype)
     leaves = {"input": tensor(x).requires_grad_()}
     if h0 is not None:
@@ -262,15 +214,16 @@ def _initial_state(kind: str, leaves: dict, parameters: dict[str, np.ndarray]):
     return (h0 if h0 is not None else zeros(out_size), c0 if c0 is not None else zeros(hidden_size))
 
 
-def measure_cell_loop(kind: str, parameters: dict[str, np.ndarray], x, *, device: str, dtype: str, h0=None, c0=None,
-                      grad_h_n=None, grad_output=None, grad_c_n=None) -> dict[str, torch.Tensor]:
+def measure_cell_loop(kind: str, parameters: dict[str, np.ndarray], x, *, implementation: Implementation, device: str,
+                      dtype: str, h0=None, c0=None, grad_h_n=None, grad_output=None,
+                      grad_c_n=None) -> dict[str, torch.Tensor]:
     """Torch's cell called once per step over ``x`` (L, N, F) or unbatched (L, F), the state carried by hand.
 
     Takes and returns everything in the one-layer, one-direction layer's names and shapes (``h0`` is
     (1, N, H), the gradients are ``grad_weight_ih_l0``...), so one configuration feeds both this and
     :func:`measure`. A missing ``h0`` / ``c0`` is zeros, as for the layer.
     """
-    module = _module_for_run(kind, parameters, device=device, dtype=dtype, cell=True)
+    module = _module_for_run(kind, parameters, implementation=implementation, device=device, dtype=dtype, cell=True)
     tensor = functools.partial(_as_tensor, device=device, dtype=dtype)
     leaves = {"input": tensor(x).requires_grad_()}
     hidden_size = _hidden_size(kind, parameters)
@@ -295,49 +248,6 @@ def measure_cell_loop(kind: str, parameters: dict[str, np.ndarray], x, *, device
         results["c_n"] = (c_n, grad_c_n)
     _backward(tensor, results)
     return _measured(output, h_n, c_n, leaves, ((f"{name}_l0", p) for name, p in module.named_parameters()))
-
-
-def derive(kind: str, parameters: dict[str, np.ndarray], x, *, h0=None, c0=None, grad_h_n=None, grad_output=None,
-           grad_c_n=None, enforce_sorted: bool = False, **options) -> dict[str, np.ndarray]:
-    """The same run through the NumPy reference: float64, forward and hand-written BPTT, no torch.
-
-    ``options`` are the reference's (num_layers, bidirectional, batch_first, proj_size, lengths);
-    ``enforce_sorted`` only says how torch packs the batch, not what it computes, and is ignored.
-    """
-    forward = numpy_reference.forward(kind, parameters, x, h0, c0, **options)
-    grads = numpy_reference.backward(
-        forward,
-        grad_output=grad_output,
-        grad_h_n=np.ones_like(forward.h_n) if grad_h_n is None else grad_h_n,
-        grad_c_n=grad_c_n,
-    )
-    derived = {"output": forward.output, "h_n": forward.h_n}
-    if forward.c_n is not None:
-        derived["c_n"] = forward.c_n
-    derived["grad_input"] = grads["input"]
-    if h0 is not None:
-        derived["grad_h0"] = grads["h0"]
-    if c0 is not None:
-        derived["grad_c0"] = grads["c0"]
-    derived.update({f"grad_{name}": grads[name] for name in parameters})
-    return derived
-
-
-def relu_kink_distance(parameters: dict[str, np.ndarray], x, *, h0=None, **options) -> float:
-    """The smallest non-zero |pre-activation| of a relu RNN run, from the reference (float64).
-
-    relu' jumps from 0 to 1 at 0: a pre-activation within rounding distance of 0 may land on
-    either side in a narrow dtype, and a gradient then moves by a whole term. A configuration
-    whose pre-activations all keep a distance from 0 has a gradient every dtype can approximate.
-    Exact zeros (a unit whose inputs are all exactly 0) are the same in every dtype and are skipped.
-    The pre-activations are read from the reference's per-step caches (``Forward.tape``, which
-    numpy_reference keeps for its backward pass).
-    """
-    forward = numpy_reference.forward("rnn_relu", parameters, x, h0, **{
-        name: value for name, value in options.items() if name in ("num_layers", "bidirectional", "batch_first", "lengths")})
-    pre_activations = np.concatenate([np.abs(cache["a"]).ravel() for layer in forward.tape.caches
-                                      for direction in layer for cache in direction if cache is not None])
-    return float(pre_activations[pre_activations > 0].min())
 
 
 @dataclass(frozen=True)
@@ -379,17 +289,31 @@ def frozen(value):
 
 
 def memoised(run):
-    """Compute a chapter's run once per arguments (configuration, device, dtype) and share it.
+    """Compute a chapter's run once per arguments (implementation, configuration, device, dtype) and share it.
 
     Several claims read the same run (values, a law, a dtype's special values); computing it once
     keeps the suite fast. The results are frozen, so no test can change what another one reads,
-    and they depend on the arguments alone, so the order of tests does not matter.
-    The implementation under test (``--target``) is part of the key: sessions run in one process
-    with different targets never share a run.
+    and they depend on the arguments alone (the implementation under test among them), so the
+    order of tests does not matter and sessions with different targets never share a run.
     """
-    cached = functools.cache(lambda target, *args, **kwargs: frozen(run(*args, **kwargs)))
+    cached = functools.cache(lambda *args, **kwargs: frozen(run(*args, **kwargs)))
+    return functools.wraps(run)(cached)
 
-    @functools.wraps(run)
-    def shared(*args, **kwargs):
-        return cached(_implementation, *args, **kwargs)
-    return shared
+
+def explicit_module(name: str, input_size: int, hidden_size: int, *, implementation: Implementation, device: str,
+                    dtype: str, seed: int = 0, **options) -> nn.Module:
+    """Module ``name`` (a kind of ``rnnspec.kinds.KINDS``: a layer or a cell) on ``device`` in ``dtype``, holding
+    ``rnnspec.inputs.random_parameters(seed)`` (rounded once, to ``dtype``), as ``implementation`` builds it.
+
+    Chapters that state one contract for all eight modules (shapes, error contracts, the support
+    matrix) build them so: weights drawn by NumPy's generator from a seed, never torch's default
+    initialisation. ``options``: bias, and for the layers num_layers, bidirectional, batch_first,
+    proj_size, dropout.
+    """
+    kind = KINDS[name]
+    shape_options = {key: options.pop(key) for key in ("num_layers", "bidirectional", "proj_size") if key in options}
+    parameters = random_parameters(kind.recurrence, input_size, hidden_size, seed, bias=options.pop("bias", True),
+                                   **shape_options)
+    layer_options = {} if kind.cell else shape_options
+    return build(kind.recurrence, parameters, implementation=implementation, device=device, dtype=dtype, cell=kind.cell,
+                 **layer_options, **options)

@@ -1,4 +1,4 @@
-"""Recorded fixtures: the expected tensors under ``fixtures/``, and the check that uses them.
+"""The check of a recorded behaviour: its measurement against its truth and its recorded fixture.
 
 A behaviour test hands its record (``rnnspec.records.Record``) to :class:`SpecCheck`, which measures
 it (memoised) and asks:
@@ -31,129 +31,34 @@ File layout: ``fixtures/<spec module>/<record>-<dtype>.npz``, one array per quan
 A fixture never depends on the device: it is recorded on CPU and checked on every device.
 Files are read with ``allow_pickle=False``: a fixture is never unpickled.
 
-Error figures. When the report plugin asks for them (``--spec-report``, or a recording run; see
-``rnnspec/report.py``), every comparison the check makes also leaves figures for the report, per
-compared tensor: the maximum absolute error, the maximum relative error, the maximum distance in
-units in the last place (ULP) of the dtype under test, the share of the tolerance used and the
-number of elements that differ (:func:`error_figures`). The figures never decide anything: the
-checks and their messages are the same with or without them.
-
-ULP distance, defined for float64, float32, float16 and bfloat16. Number the values a format can
-hold in order, each value once, with +0 and -0 as the single point 0: the k-th value above zero
-is k, the k-th below zero is -k (:func:`ordinals`; for IEEE formats this is the bit pattern read
-as sign and magnitude; bfloat16 is float32's upper 16 bits, so its number is the float32 pattern
-shifted right by 16). The ULP distance of a and b is |ord(a) - ord(b)|: consecutive values are 1
-apart (1.0 and 1 + 2^-23 in float32; 65504 and 65472 in float16), the smallest subnormal and its
-negative are 2 apart. Values are rounded to the format first, which changes nothing for the
-three witnesses compared here (measured and recorded values are members of the format, the
-truth is held rounded to it). Special values, explicitly:
-
-* two NaNs are 0 apart (the spec counts NaN equal to NaN); NaN against any number is ``inf``;
-* equal infinities are 0 apart; an infinity against anything else is ``inf`` (an overflow is not
-  "one step" from the largest finite number, whatever the bit patterns say);
-* +0 and -0 are 0 apart.
-
-The relative error is |a - b| / |b|, b being the witness compared against (the truth or the
-fixture); where b = 0 it is 0 if a = 0, else ``inf``. The same rules for NaN and infinities hold
-for the absolute and relative errors. Non-finite figures are written as the string ``"inf"``
-(JSON has no infinity).
+When the report plugin asks for them (``--spec-report``, or a recording run), every comparison
+also leaves its error figures for the report (``rnnspec/figures.py``).
 """
 
 from __future__ import annotations
 
-import io
-import math
 import os
-import re
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from rnnspec.comparison import Tolerance, Truth, as_float64, assert_agrees, disagreement, round_to_dtype
-from rnnspec.records import InputsError, Record
+from rnnspec.comparison import Tolerance, Truth, assert_agrees, disagreement
+from rnnspec.figures import error_figures
+from rnnspec.fixture_files import (DTYPE_TAG, UNREADABLE, file_state, load_record, read_fixture,
+                                   record_command)
+from rnnspec.fixture_files import InputsError
+from rnnspec.measure import Implementation
+from rnnspec.records import Record
 
-DTYPE_TAG = "dtype"
 CLAIMS = pytest.StashKey[dict]()  # fixture path -> the one test that owns it
-
-#: Set by the report plugin (rnnspec/report.py) when it wants error figures: off by default, so a
-#: plain run spends no time on them.
+#: Set by the report plugin when it wants error figures: off by default, so a plain run spends no time on them.
 FIGURES_WANTED = pytest.StashKey[bool]()
 #: Per test item: the comparisons SpecCheck made, with their figures (JSON-ready dicts).
 COMPARISONS = pytest.StashKey[list]()
 #: Per test item: the fixture files (paths relative to the rootdir) it wrote in a recording run.
 RECORDED = pytest.StashKey[list]()
-#: How a non-finite figure is written (JSON has no infinity).
-INF = "inf"
-#: What reading a damaged .npz raises (truncated, flipped bytes, a pickled array): each becomes a
-#: failure that names the file and the fix, never a bare traceback.
-UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError)
-
-
-def fixture_basename(record: str, dtype: str) -> str:
-    return f"{record}-{dtype}"
-
-
-def record_command(nodeid: str) -> str:
-    return f"pytest --regen-all --device cpu '{nodeid}'"
-
-
-def read_fixture(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of one fixture file (read-only), never unpickled; raises one of :data:`UNREADABLE` if damaged.
-
-    An ``.npz`` is a zip of ``.npy`` files (zipfile checks each member's CRC). The plain headers
-    ``ndarrays_regression`` writes are read here in a few operations (:func:`read_npy`): NumPy's own
-    reader parses each header with ``ast.literal_eval``, two thirds of the time a fixture takes.
-    """
-    with zipfile.ZipFile(path) as archive:
-        return {info.filename.removesuffix(".npy"): read_npy(archive.read(info)) for info in archive.infolist()}
-
-
-#: A version 1.0 ``.npy`` header holding a plain dtype (never an object, ``O``: nothing is unpickled).
-NPY_HEADER = re.compile(r"\{'descr': '([<>|=]?[a-zA-NP-Z]\d*)', 'fortran_order': (True|False), "
-                        r"'shape': \(((?:\d+, ?)*\d*)\), *\}\s*$")
-
-
-def read_npy(data: bytes) -> np.ndarray:
-    """One ``.npy`` file's array; any header but the plain one goes to NumPy's reader, pickles refused."""
-    if data[:8] == b"\x93NUMPY\x01\x00":
-        length = int.from_bytes(data[8:10], "little")
-        header = NPY_HEADER.match(data[10:10 + length].decode("latin1"))
-        if header:
-            descr, fortran_order, shape = header.groups()
-            shape = tuple(int(n) for n in shape.replace(" ", "").split(",") if n)
-            return np.frombuffer(data, dtype=np.dtype(descr), count=math.prod(shape), offset=10 + length).reshape(
-                shape, order="F" if fortran_order == "True" else "C")
-    return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
-
-
-def load_fixture(path: Path) -> dict[str, np.ndarray]:
-    """The arrays of one fixture file, or a failure that says what is wrong and how to fix it."""
-    __tracebackhide__ = True
-    try:
-        return read_fixture(path)
-    except UNREADABLE as error:
-        path = Path(os.path.relpath(path))
-        pytest.fail(
-            f"fixture {path} is unreadable ({type(error).__name__}: {error}).\n"
-            f"  Restore it from git (git checkout -- {path}) or re-record it on CPU with --regen-all "
-            f"and review the change.",
-            pytrace=False,
-        )
-
-
-def load_record(path: Path, dtype: str, *, fix: str) -> dict[str, np.ndarray]:
-    """The arrays of a fixture file without its dtype tag, failing when the tag is not ``dtype``."""
-    __tracebackhide__ = True
-    recorded = load_fixture(path)
-    tag = str(recorded.pop(DTYPE_TAG, "(none)"))
-    if tag != dtype:
-        pytest.fail(f"fixture {os.path.relpath(path)} is tagged dtype {tag!r} but its name says {dtype}; re-record it: {fix}",
-                    pytrace=False)
-    return recorded
 
 
 def assert_matches_truth(arrays: dict[str, np.ndarray], truth: Truth, dtype: str, tolerance: Tolerance, *,
@@ -177,8 +82,9 @@ def assert_matches_truth(arrays: dict[str, np.ndarray], truth: Truth, dtype: str
 class SpecCheck:
     """Checks one record's measurement on the test's device and dtype against its truth and its fixture."""
 
-    def __init__(self, request, *, device: str, dtype: str, tolerance: Tolerance):
+    def __init__(self, request, *, implementation: Implementation, device: str, dtype: str, tolerance: Tolerance):
         self.request = request
+        self.implementation = implementation
         self.device = device
         self.dtype = dtype
         self.tolerance = tolerance
@@ -204,7 +110,7 @@ class SpecCheck:
                         f"{os.path.relpath(record.inputs_file)}): the fixture's values were computed from it.",
                         pytrace=False)
         try:
-            measurement = record.measured(self.device, self.dtype)
+            measurement = record.measured(self.implementation, self.device, self.dtype)
         except InputsError as error:
             pytest.fail(f"{record.behaviour} [{self.config}]: {error}", pytrace=False)
         self.assert_contract(record, measurement)
@@ -241,7 +147,7 @@ class SpecCheck:
                 str(record.inputs_file.relative_to(config.rootpath)))
         tolerances = {key: _as_isclose(between[key]) for key in measured}
         tolerances[DTYPE_TAG] = {}
-        before = _file_state(path) if regenerating else None
+        before = file_state(path) if regenerating else None
         try:
             self.request.getfixturevalue("ndarrays_regression").check({**measured, DTYPE_TAG: np.array(self.dtype)},
                                                                       fullpath=path, tolerances=tolerances)
@@ -251,7 +157,7 @@ class SpecCheck:
                 f"[{self.config}], tolerance {self.tolerance}\n{error}"
             ) from None
         finally:
-            if regenerating and _file_state(path) not in (before, None):  # written by this check
+            if regenerating and file_state(path) not in (before, None):  # written by this check
                 self.request.node.stash.setdefault(RECORDED, []).append(str(shown))
 
     def _leave_figures(self, measured: dict[str, np.ndarray], truth: Truth, record: Record, path: Path, shown,
@@ -312,83 +218,6 @@ class SpecCheck:
                     f"  law: a module returns its results, and autograd its gradients, in the module's dtype, on "
                     f"its device, as dense (strided) tensors\n"
                     f"  expected: {self.dtype} on {self.device} (strided)")
-
-def ordinals(values, dtype: str) -> np.ndarray:
-    """Each finite value's number on ``dtype``'s number line (int64): consecutive values of the
-    format differ by 1, +0 and -0 are both 0 (see the module docstring). Non-finite values give 0:
-    the caller treats them apart."""
-    storage, signed, shift = FORMATS[dtype]
-    rounded = round_to_dtype(np.where(np.isfinite(values), values, 0.0), dtype)
-    bits = rounded.astype(storage).view(signed).astype(np.int64)
-    magnitude = (bits & np.int64(np.iinfo(signed).max)) >> np.int64(shift)
-    return np.where(bits < 0, -magnitude, magnitude)
-
-
-def ulp_distances(a, b, dtype: str) -> np.ndarray:
-    """|ord(a) - ord(b)| elementwise, as uint64 (no overflow across zero in float64); finite values only."""
-    first, second = ordinals(a, dtype), ordinals(b, dtype)
-    same_side = (first >= 0) == (second >= 0)
-    apart = np.abs(first).astype(np.uint64) + np.abs(second).astype(np.uint64)
-    return np.where(same_side, np.abs(first - second).astype(np.uint64), apart)
-
-
-def error_figures(actual, expected, dtype: str, tolerance: Tolerance | None = None) -> dict:
-    """How far ``actual`` lies from ``expected`` (the witness), in the figures the report shows.
-
-    ``max_abs``, ``max_rel`` (relative to ``expected``), ``max_ulp`` (in ``dtype``),
-    ``tolerance_used`` (max |a - b| / (atol + rtol |b|) under ``tolerance``: at most 1 passes) and
-    ``differing`` (how many elements are not equal). Non-finite figures are :data:`INF`.
-    """
-    a, b = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
-    if a.shape != b.shape:
-        return {"max_abs": INF, "max_rel": INF, "max_ulp": INF, "tolerance_used": INF,
-                "differing": int(max(a.size, b.size)), "note": f"shape {a.shape} against {b.shape}"}
-    with np.errstate(all="ignore"):
-        same = (a == b) | (np.isnan(a) & np.isnan(b))  # equal infinities and +0 == -0 included
-        finite = np.isfinite(a) & np.isfinite(b)
-        apart = ~same
-        error = np.where(finite, np.abs(a - b), np.inf)[apart]
-        scale = np.abs(b)[apart]
-        measurable = np.isfinite(error)  # then the witness is finite too
-        relative = np.where(measurable & (scale > 0), error / scale, np.inf)
-        figures = {
-            "max_abs": _figure(error.max(initial=0.0)),
-            "max_rel": _figure(relative.max(initial=0.0)),
-            "max_ulp": INF if not finite[apart].all() else int(ulp_distances(a[apart], b[apart], dtype).max(initial=0)),
-            "tolerance_used": None,
-            "differing": int(apart.sum()),
-        }
-        if tolerance is not None:
-            allowed = tolerance.atol + tolerance.rtol * scale
-            used = np.where(measurable & (allowed > 0), error / allowed, np.inf)
-            figures["tolerance_used"] = _figure(used.max(initial=0.0))
-        else:
-            del figures["tolerance_used"]
-    return figures
-
-
-def _figure(value) -> float | str:
-    value = float(value)
-    return value if np.isfinite(value) else INF
-
-
-def _file_state(path: Path):
-    """What tells whether a file was (re)written: its modification time and size, or None if absent."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_mtime_ns, stat.st_size
-
-
-#: dtype -> (NumPy storage type, its signed integer view, bits to drop): bfloat16 is float32's upper half.
-FORMATS = {
-    "float64": (np.float64, np.int64, 0),
-    "float32": (np.float32, np.int32, 0),
-    "float16": (np.float16, np.int16, 0),
-    "bfloat16": (np.float32, np.int32, 16),
-}
-
 
 def _as_isclose(tolerance: Tolerance) -> dict[str, float]:
     return {"rtol": tolerance.rtol, "atol": tolerance.atol}
