@@ -71,6 +71,9 @@ Stacking, directions, lengths
   adjoint passes straight through to the previous state.
 * Inter-layer dropout is not modelled (dropout = 0 / eval mode).
 
+One concern, in one file: the reference (its forward, its backward, and its run under torch's
+names, :func:`derive`), so that a reader checks it against torch's documentation in one place.
+
 Arrays are taken as given (``np.asanyarray``): an ndarray subclass whose arithmetic rounds every
 result to a narrow dtype (``rnnspec.stepwise.Rounded``) runs this same code step by step in that
 dtype, which is how the tolerance table sizes a step-by-step computation's errors.

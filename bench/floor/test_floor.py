@@ -1,8 +1,8 @@
-"""The benchmark's floor (bench/ratio.py): one trivial torch test, run in the suite's own environment.
+"""The benchmark's floor (bench/ratio.py): one trivial torch test, run outside the project.
 
-Run from the repository root, it starts exactly what the suite cannot avoid: the interpreter,
-pytest with the installed plugins, the repository's pytest configuration and conftest.py (which
-imports torch and starts the suite's own plugins). Nothing of the spec is collected.
+bench/ratio.py copies this file into an empty temporary directory (with an empty pytest.ini) and
+runs it there: the interpreter, torch's import and pytest with the installed plugins, and nothing
+of the spec. Whatever the suite adds to that is the suite's cost.
 """
 
 import torch
