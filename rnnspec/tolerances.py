@@ -1,7 +1,7 @@
 """The tolerance table: how far a result in each dtype may lie from its truth, one row per dtype.
 
 conftest.py hands the rows to the tests (the ``tolerance`` and ``tolerance_table`` fixtures) and the
-rendered document prints them (``rnnspec/document.py``): both import this one table. Every
+rendered document prints them (``rnnspec/document/``): both import this one table. Every
 comparison in the suite takes its numbers from here; how they are applied (normwise, elementwise
 relatively, widened to the step-by-step envelope, summed for two runs) is ``rnnspec/comparison.py``.
 """

@@ -18,23 +18,30 @@ What is compared, and how exactly:
   the plots' numbers are still compared through the Markdown. Every plot must be committed.
 * **That a change shows**: a chapter's docstring, a truth's value or a fixture's value changed
   without re-rendering makes the rendering differ from the document rendered before the change.
+
+And what a reader needs of it: every table readable at 100 columns, no RST left unrendered, only
+files a reader can open cited, and each plot readable at 800 px with its edge markers on the edges.
+Its numbers are checked by ``selftest/test_document_numbers.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
 import importlib
 import re
 import shutil
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rnnspec import document, plots
+from rnnspec import document
 from rnnspec.devices import DTYPES
+from rnnspec.document import plots
 
 pytest_plugins = ["pytester"]
 
@@ -97,12 +104,12 @@ def drawing_version(path: Path) -> str | None:
 # --- The check can fail: a change without re-rendering shows ----------------------------------
 
 @pytest.fixture
-def render(tolerance_table):
+def render():
     """Render the document's text from the chapters as they are now (outcomes: none, the same each time)."""
     outcomes = document.Outcomes(["cpu"], list(DTYPES))
 
     def rendered(fixtures: Path = ROOT / "fixtures") -> str:
-        return document.render(document.chapters(ROOT), fixtures, outcomes, tolerance_table, plots.plots(fixtures))
+        return document.text(ROOT, outcomes, fixtures)
 
     return rendered
 
@@ -155,6 +162,70 @@ def test_without_the_option_the_plugin_costs_nothing(pytestconfig):
     if pytestconfig.getoption("--spec-doc"):
         pytest.skip("this run renders the document")
     assert pytestconfig.pluginmanager.get_plugin("rnn-spec-document") is None
-    probe = "import sys, rnnspec.document; print(sorted(m for m in ('matplotlib', 'rnnspec.plots', 'torch') if m in sys.modules))"
+    probe = ("import sys, rnnspec.document; "
+             "print(sorted(m for m in ('matplotlib', 'rnnspec.document.plots', 'torch') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert loaded.strip() == "[]", f"importing rnnspec.document loads {loaded.strip()}"
+
+
+# --- What a reader needs of it -----------------------------------------------------------------
+
+#: The widest a table line may be, in columns (a wide character, such as an emoji, takes two).
+TABLE_COLUMNS = 100
+
+
+def columns(line: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in line)
+
+
+def test_every_table_is_readable_at_100_columns():
+    """No table line of docs/SPEC.md is wider than 100 columns: long text stands in lists, not in cells."""
+    wide = [(number, columns(line)) for number, line in enumerate(committed_text().splitlines(), start=1)
+            if line.startswith("|") and columns(line) > TABLE_COLUMNS]
+    assert not wide, f"table lines wider than {TABLE_COLUMNS} columns (line, width): {wide[:10]}"
+
+
+def test_no_markup_is_left_unrendered():
+    """Code blocks, math roles and RST literals of the chapters all come out as Markdown."""
+    text = committed_text()
+    for leftover in (r"\.\. code-block::", ":math:`", r"(?<!`)``(?!`)", "`_", r"^:(derived|parameters|configuration):"):
+        found = re.search(leftover, text, re.M)
+        assert not found, f"docs/{document.DOCUMENT} shows RST markup {found.group(0)!r} literally"
+
+
+def test_the_document_cites_only_files_a_reader_can_open():
+    """Every repository path the document names (in backticks or as a link) exists; a pattern matches a file."""
+    text = committed_text()
+    cited = set(re.findall(r"`((?:[\w.<>-]+/)+[\w.<>{}-]+\.(?:py|toml|json|md|npz|txt|svg))`", text))
+    cited |= {link for link in re.findall(r"\]\(([^)#:\s]+)\)", text)}
+    missing = [path for path in sorted(cited)
+               if not glob.glob(str(ROOT / re.sub(r"<[^>]+>|\{[^}]+\}", "*", path)))
+               and not (DOCS / path).exists()]
+    assert not missing, f"docs/{document.DOCUMENT} cites files not in the repository: {missing}"
+
+
+@pytest.fixture(scope="module")
+def drawn():
+    if plots.matplotlib_version() is None:
+        pytest.skip(f"matplotlib is not installed ({document.INSTALL}): the plots are not drawn")
+    return {plot.name: (plot, plots.figure(plot)) for plot in plots.plots(ROOT / "fixtures")}
+
+
+def test_each_plot_is_readable_at_800_px(drawn):
+    """Shown 800 px wide, a plot's smallest text (legend entries included) is at least 10 px high."""
+    for name, (plot, figure) in drawn.items():
+        px, text = plots.smallest_text_px(figure, 800)
+        assert px >= plots.SMALLEST_TEXT_PX, f"{name}: {text!r} is {px:.1f} px at 800 px wide"
+        assert plot.size[0] * plots.DPI == 800, f"{name} is drawn {plot.size[0] * plots.DPI} px wide"
+
+
+def test_inf_and_zero_markers_sit_on_the_edges(drawn):
+    """What a log axis cannot show is drawn where the caption says: inf on the top edge, 0 on the bottom edge."""
+    plot, figure = drawn["dtype_limits"]
+    placed = {}
+    for ax in figure.axes:
+        for line in ax.get_lines():
+            if line.get_marker() in ("^", "v") and line.get_transform() == ax.get_xaxis_transform():
+                placed[line.get_marker()] = set(map(float, line.get_ydata()))
+    assert placed == {"^": {1.0}, "v": {0.0}}, placed
+    assert "▲ on the top edge" in plot.caption and "▼ on the bottom edge" in plot.caption

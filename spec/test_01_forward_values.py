@@ -23,6 +23,8 @@ partial sum on the way (0.5 · 1, 0.5 · 0.5, 1 + 0.25...): IEEE 754 arithmetic 
 exactly in every dtype, in any order of summation, so the spec asserts exact equality on every
 device and dtype, besides the recorded fixture. h_n is output[-1] bit for bit: the same state,
 returned twice.
+
+:derived: -1.5 = relu_rnn_relu_clamps.weight_ih_l0[0] * relu_rnn_relu_clamps.x[1]
 """
 
 import numpy as np

@@ -27,6 +27,9 @@ half of it, :math:`2^{-25} \approx 2.98\times10^{-8}`, rounds to exactly 0. The 
 t = 1…7 (4.7e-12 … 7.7e-9) lie far below: they **underflow to exactly 0**. t = 8 (2.938e-8) lies
 within 1.4 % of the threshold, so a device may round either way: 0 or 5.96e-8 are both specified.
 From t = 9 (1.1e-7) on the gradient is a nonzero subnormal, then normal from t = 14 (8.8e-5).
+
+:configuration: 1e-8 (pytest-regressions' default absolute tolerance)
+:derived: 1.4 = 100 * (2**-25 - tanh_rnn_weights_half_twenty_steps.grad_input[7]) / 2**-25
 """
 
 import numpy as np

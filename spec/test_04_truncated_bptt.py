@@ -13,8 +13,8 @@ $$ \partial h_5/\partial x_{1..5} = 0.0023,\ 0.0059,\ 0.0194,\ 0.0704,\ 0.2642 \
 
 Why 0.2642 and not the full sequence's 0.2634: the last step's gradient is
 :math:`w_{ih}(1 - h^2)` at the chunk's last state. Five steps from zero reach
-:math:`h_5 = 0.6865`, not yet the fixed point :math:`h_{20} = 0.6879`, and
-:math:`0.5(1 - 0.6865^2) = 0.2644 \ne 0.5(1 - 0.6879^2) = 0.2634`. The gap, 3e-3 relative, is
+:math:`h_5 = 0.6867` (chapter 3's run at t = 5), not yet the fixed point :math:`h_{20} = 0.6879`, and
+:math:`0.5(1 - 0.6867^2) = 0.2642 \ne 0.5(1 - 0.6879^2) = 0.2634`. The gap, 3e-3 relative, is
 resolved by float64 and float32 and lies inside bfloat16's and float16's tolerances (those dtypes
 assert each side's law, not the gap). Each chunk's weight gradients add up in ``.grad``: four
 times the 5-step weight gradient.
@@ -25,6 +25,8 @@ backward leaves the earlier chunks' input gradients unchanged, chunk k's input g
 5-step gradients from the carried state :math:`h_{5(k-1)}`, and the last chunk's input gradients
 equal full-sequence BPTT's for steps 16…20 (full BPTT of :math:`h_{20}` reaches steps 16…20 only
 through those same five steps).
+
+:derived: 3e-3 = four_chunks_from_zero_state.grad_input[4] / tanh_rnn_weights_half_twenty_steps.grad_input[19] - 1
 """
 
 import numpy as np

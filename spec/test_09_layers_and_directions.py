@@ -56,6 +56,8 @@ AMD EPYC, MKL puts a float64 LSTM's batch_first output 3.8e-17 away from the seq
 transposed): batch_first is the transpose of the sequence-first run, in every value and gradient;
 and the defaults: an unbatched run without h0 and with bias=False is a batch of one from zero
 states with zero biases.
+
+:configuration: 3.8e-17 (observed: MKL on an AMD EPYC, torch 2.13.0)
 """
 
 import numpy as np

@@ -27,6 +27,8 @@ state, returned in two places.
 On CPU, float32 and bfloat16 LSTMs normally run oneDNN; with projections torch falls back to its
 default implementation and warns once per process ("LSTM with projections is not supported with
 oneDNN"). The warning is expected here and filtered; the values are the same specification.
+
+:configuration: 2014 (the paper's year)
 """
 
 import numpy as np

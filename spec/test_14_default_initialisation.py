@@ -3,7 +3,8 @@ r"""Chapter 14. Default initialisation: every parameter is drawn uniformly from 
 PyTorch documents, for ``nn.RNN``, ``nn.LSTM``, ``nn.GRU`` and their cells: "All the weights and
 biases are initialized from :math:`\mathcal{U}(-\sqrt{k}, \sqrt{k})` where
 :math:`k = 1/\text{hidden\_size}`". The source says the same for every parameter
-(``torch/nn/modules/rnn.py``, ``RNNBase.reset_parameters`` and ``RNNCellBase.reset_parameters``):
+(`torch/nn/modules/rnn.py <https://github.com/pytorch/pytorch/blob/main/torch/nn/modules/rnn.py>`_,
+``RNNBase.reset_parameters`` and ``RNNCellBase.reset_parameters``):
 
 .. code-block:: python
 
@@ -42,6 +43,17 @@ one build always gives the same verdict and the test leaves torch's stream as it
 
 The parameters are created directly on the device under test, in the dtype under test (factory
 arguments ``device=`` and ``dtype=``), so ``init.uniform_`` runs there.
+
+:configuration: 1.0 (PyTorch's source, quoted); 10⁻⁶ (the probability with which a statistical
+    claim may fail a correct PyTorch)
+:derived: 0.5 = 1 / sqrt(INPUT_SIZE);
+    0.25 = BOUND;
+    −0.25 = -BOUND;
+    0.002 = 2**-9;
+    9216 = sum([v.size for v in initial_parameters("lstm-2layers-bidir", "cpu", "float64").values()]);
+    0.37 = sqrt(log(2 * 20 / 1e-6) / (2 * 64));
+    0.13 = sqrt(log(2 * 20 / 1e-6) / (2 * 512));
+    0.03 = sqrt(log(2 * 20 / 1e-6) / (2 * 9216))
 """
 
 from __future__ import annotations

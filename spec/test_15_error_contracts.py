@@ -49,6 +49,8 @@ shows up here.
   tensor elsewhere: on the ``meta`` device when testing the CPU (a CPU-only machine has no second
   device; ``meta`` tensors hold no values but have a device), on the CPU when testing an
   accelerator, a real cross-device call (the message then names e.g. ``cuda:0`` and ``cpu``).
+
+:configuration: 2.2, 2.5, 2.6, 2.13, 2.15 (torch releases)
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ error (see ``rnnspec/expectations.py``): the test becomes a strict xfail that mu
 exception with that message. An upgrade that adds support turns the xfail into a failure (the
 entry must go), and one that removes support fails with the new error, so the matrix cannot
 silently drift. The test ids read as the matrix: ``[cpu-bfloat16-lstm]``.
+
+:configuration: 2.13 (the torch release observed)
 """
 
 from __future__ import annotations
