@@ -12,7 +12,8 @@ they are defined once, here:
 * a **row** of the matrix is a chapter, or the check of the fixtures folder (:func:`row_of`); tests
   outside both (the suite's own, under selftest/) are in no row;
 * a **cell** of the matrix counts outcomes: ``7/9 F2`` (:func:`cell_text`, the letters of
-  :data:`MARKS`, explained by :data:`LEGEND`).
+  :data:`MARKS`, explained by :data:`LEGEND`; :func:`summed` adds cells up); a requested device where
+  nothing ran gets a line instead (:func:`nothing_ran`).
 """
 
 from __future__ import annotations
@@ -120,3 +121,20 @@ def cell_text(counts: dict[str, int]) -> str:
     passed = counts.get("passed", 0) + counts.get("xpassed", 0)
     marks = "".join(f" {letter}{counts[name]}" for name, letter in MARKS if counts.get(name))
     return f"{passed}/{total}{marks}"
+
+
+def summed(counters) -> dict[str, int]:
+    """Outcome counts added up: the cell of several cells (a row of all chapters)."""
+    total: dict[str, int] = {}
+    for counts in counters:
+        for name, n in counts.items():
+            total[name] = total.get(name, 0) + n
+    return total
+
+
+def nothing_ran(device: str, why: str, total: int) -> str:
+    """The line for a requested device where no test ran: ``cuda: not available on this machine (...), 0 of 481
+    tests ran there``; ``why`` is the device's reason (``cuda is not available ...``) or another cause."""
+    for prefix in (f"{device} ", f"{device.split(':')[0]} "):
+        why = why.removeprefix(prefix)
+    return f"{device}: {why.removeprefix('is ')}, 0 of {total} tests ran there"

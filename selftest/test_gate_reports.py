@@ -88,7 +88,8 @@ def test_compare_lists_drift_with_its_figures_and_names_the_failures_in_both_run
     assert ("| `spec/test_01_x.py::test_drifts[cpu-float32]` | drifts: output | measured vs fixture "
             "| 2e-05% → 5e-05% | 2 → 5 | 2e-07 → 5e-07 | 2e-07 → 5e-07 | 1 → 1 |") in text
     assert ("## Failures in both runs: 1\n\n- `spec/test_01_x.py::test_stays_broken[cpu-float32]`: failed → failed: "
-            "AssertionError: stays broken, second wording (before: AssertionError: stays broken, first wording)") in text
+            "AssertionError: stays broken, second wording "
+            "(before: AssertionError: stays broken, first wording)") in text
     assert "| torch | 2.13.0 | 2.14.1 |" in text and "| target | eager | eager |" in text
 
 
@@ -199,4 +200,4 @@ def test_the_markdown_says_which_requested_device_ran_nothing():
     report["runs"][0]["devices"][1].update(available=False, unavailable_because="cuda is not available here")
     text = markdown.render(report)
     assert "| chapter (cpu) | float32 |" in text
-    assert "- cuda: cuda is not available here, 0 of 2 tests ran there." in text
+    assert "- cuda: not available here, 0 of 2 tests ran there." in text

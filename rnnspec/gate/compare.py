@@ -189,7 +189,8 @@ def render_comparison(before: dict, after: dict, result: dict, names: tuple[str,
                 continue
             detail = (b["reason"] or "") if b["outcome"] in ("skipped", "xfailed") else first_line(b["message"], 300)
             if name == "still_failing":
-                detail += " (same message)" if a["message"] == b["message"] else f" (before: {first_line(a['message'], 200)})"
+                before = first_line(a["message"], 200)
+                detail += " (same message)" if a["message"] == b["message"] else f" (before: {before})"
             out.append(f"- `{test}`: {a['outcome']} → {b['outcome']}" + (f": {detail}" if detail else ""))
         if entries:
             out.append("")
@@ -206,7 +207,8 @@ def render_comparison(before: dict, after: dict, result: dict, names: tuple[str,
                 x, y = d["before"], d["after"]
                 out.append(f"| `{d['test']}` | {d['record']}: {d['tensor']} | {WITNESSES[d['witness']]} | "
                            f"{used(x)} → {used(y)} | {fmt(x['max_ulp'], True)} → {fmt(y['max_ulp'], True)} | "
-                           f"{fmt(x['max_abs'])} → {fmt(y['max_abs'])} | {fmt(x['max_rel'])} → {fmt(y['max_rel'])} | "
+                           f"{fmt(x['max_abs'])} → {fmt(y['max_abs'])} | "
+                           f"{fmt(x['max_rel'])} → {fmt(y['max_rel'])} | "
                            f"{x['differing']} → {y['differing']} |")
             out.append("")
     observed = result["observations"]

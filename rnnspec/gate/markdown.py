@@ -20,7 +20,7 @@ import shlex
 from rnnspec.gate import provenance
 from rnnspec.gate.reports import WITNESSES, not_a_case, totals
 from rnnspec.gate.text import cell, dtype_order, fenced, first_line, fmt, fmt_figures, number, used
-from rnnspec.vocabulary import LEGEND, NO_DEVICE, NO_DTYPE, cell_text, chapter_title
+from rnnspec.vocabulary import LEGEND, NO_DEVICE, NO_DTYPE, cell_text, chapter_title, nothing_ran, summed
 
 #: A tensor disagreed with a witness when its share of the tolerance exceeds this: the truth holds
 #: measurement and fixture to the tolerance each, so they are held to twice it of each other
@@ -185,9 +185,9 @@ def _matrix(report: dict) -> list[str]:
         out += [f"| chapter ({titles[device]}) | " + " | ".join(dtypes + [NO_DEVICE] * len(free)) + " |",
                 "|---|" + "---|" * (len(dtypes) + len(free))]
         for chapter in [*chapters, None]:  # None: the row of all chapters
-            values = [_sum([c for k, c in cells.items() if chapter in (None, k[0]) and k[1:] == (dtype, *device)])
-                      for dtype in dtypes]
-            values += [_sum([c for k, c in cells.items() if chapter in (None, k[0]) and k[2:] == key]) for key in free]
+            mine = [(k, c) for k, c in cells.items() if chapter in (None, k[0])]
+            values = [summed([c for k, c in mine if k[1:] == (dtype, *device)]) for dtype in dtypes]
+            values += [summed([c for k, c in mine if k[2:] == key]) for key in free]
             title = "all" if chapter is None else chapter_title(chapter)
             out.append(f"| {title} | " + " | ".join(cell_text(v) if v else "–" for v in values) + " |")
     elif titles:
@@ -204,17 +204,9 @@ def _matrix(report: dict) -> list[str]:
     for index, run in enumerate(report["runs"]):
         total = len([r for r in counted if r["run"] == index])
         for device, why in _idle(run, report, index).items():
-            name = f"{device} ({run_title(run)})" if len(report["runs"]) > 1 else device
-            out += [f"- {name}: {why}, 0 of {total} tests ran there."]
+            out += [f"- {nothing_ran(device, why, total)}" + (f" ({run_title(run)})" if len(report["runs"]) > 1 else "")
+                    + "."]
     return out + [""]
-
-
-def _sum(counters: list[dict[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for counts in counters:
-        for name, n in counts.items():
-            total[name] = total.get(name, 0) + n
-    return total
 
 
 def _folded(summary: str, lines: list[str]) -> list[str]:

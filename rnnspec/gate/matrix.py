@@ -20,8 +20,8 @@ from __future__ import annotations
 import textwrap
 
 from rnnspec.gate.options import is_worker
-from rnnspec.vocabulary import (LEGEND, NO_DEVICE, NO_DTYPE, cell_text, chapter_title, no_case, parse, row_of,
-                                skip_reason)
+from rnnspec.vocabulary import (LEGEND, NO_DEVICE, NO_DTYPE, cell_text, chapter_title, no_case, nothing_ran, parse,
+                                row_of, skip_reason, summed)
 
 WIDTH = 100  # the matrix never exceeds this many columns
 GAP = 2  # the fewest spaces between two cells
@@ -93,23 +93,17 @@ def matrix_lines(cells: Cells, devices: list[str], dtypes: list[str],
     if len(idle) == len(devices):  # a selection of no device's tests: only the absent devices need saying
         idle = [device for device in idle if device in absent]
     for device in idle:  # a long reason wraps: no line exceeds WIDTH
-        text = f"{device}: {_why_idle(device, absent.get(device), cells)}, 0 of {total} tests ran there"
-        lines += [(line, False) for line in textwrap.wrap(text, WIDTH, subsequent_indent="  ")]
+        why = absent.get(device) or ("every test there was skipped" if any(key[0] == device for key in cells)
+                                     else "no test was selected there")
+        lines += [(line, False) for line in textwrap.wrap(nothing_ran(device, why, total), WIDTH,
+                                                          subsequent_indent="  ")]
     return lines
-
-
-def _why_idle(device: str, reason: str | None, cells: Cells) -> str:
-    if reason:  # devices.unavailability: "cuda is not available on this machine (...)"
-        for prefix in (f"{device} ", f"{device.split(':')[0]} "):
-            reason = reason.removeprefix(prefix)
-        return reason.removeprefix("is ")
-    return "every test there was skipped" if any(key[0] == device for key in cells) else "no test was selected there"
 
 
 def _block(title: str, mine: dict[tuple[str, str], dict[str, int]], columns: list[str]) -> list[tuple[str, bool]]:
     rows = sorted({key[0] for key in mine})
     table = {row: {c: mine.get((row, c)) for c in columns} for row in rows}
-    table["all"] = {c: _sum([counts for key, counts in mine.items() if key[1] == c]) for c in columns}
+    table["all"] = {c: summed([counts for key, counts in mine.items() if key[1] == c]) for c in columns}
     texts = {row: {c: cell_text(counts) if counts else "-" for c, counts in cells.items()}
              for row, cells in table.items()}
     widths = {c: max(len(c), *(len(texts[row][c]) for row in table)) + GAP for c in columns}
@@ -135,14 +129,6 @@ def _groups(columns: list[str], widths: dict[str, int]) -> list[list[str]]:
             groups.append([])
         groups[-1].append(column)
     return groups
-
-
-def _sum(counters: list[dict[str, int]]) -> dict[str, int]:
-    total: dict[str, int] = {}
-    for counts in counters:
-        for name, n in counts.items():
-            total[name] = total.get(name, 0) + n
-    return total
 
 
 def _clip(text: str, width: int) -> str:
