@@ -56,6 +56,9 @@ def pytest_report_header(config):
 
     baselines = document.get("baselines", [])
     lines = [f"rnn-spec: fixtures recorded with {provenance.describe_baseline(b)}" for b in baselines]
+    if len(baselines) > 1:  # say why there are several, and what "declared" means
+        lines.append(f"rnn-spec: ({len(baselines)} baselines in fixtures/PROVENANCE.json, each with the files it "
+                     f"recorded; 'declared': named there by hand, not by a recording run, with the reason)")
     if any(b.get("torch") != torch.__version__ for b in baselines):
         lines.append(f"rnn-spec: running torch {torch.__version__}, not the fixtures' baseline: a failure against a "
                      f"fixture may be drift (README, 'Upgrade gate')")
