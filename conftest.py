@@ -21,7 +21,7 @@ from rnnspec.spec_check import SpecCheck
 from rnnspec.tolerances import TOLERANCES
 
 # Plugins of the suite's own tooling (reports, documents), each in a module of rnnspec/.
-pytest_plugins: list[str] = ["rnnspec.authority", "rnnspec.document", "rnnspec.report", "rnnspec.targets",
+pytest_plugins: list[str] = ["rnnspec.authority", "rnnspec.document", "rnnspec.gate.plugin", "rnnspec.targets",
                              "rnnspec.variants"]
 
 ROOT = Path(__file__).parent

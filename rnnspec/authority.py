@@ -14,7 +14,7 @@ Each test under ``spec/`` carries exactly one of three markers:
     what releases do without a promise: an exception's type and the facts its message names, a
     warning, which dtypes a device runs. ``where`` names the releases and backends it was observed
     on. An observed claim is written so that every legitimate PyTorch passes it (the facts, never
-    the wording: the wording goes to the upgrade gate's report, ``rnnspec/report.py``).
+    the wording: the wording goes to the upgrade gate's report, ``rnnspec/gate/observations.py``).
 
 A test without one, or with more than one, is a collection error naming it. The report
 (``--spec-report``) and the rendered document (``--spec-doc``) show each claim's authority.

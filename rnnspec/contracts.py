@@ -7,7 +7,7 @@ type torch.float16" where 2.13 says "RNN input dtype (torch.float16) does not ma
 the given size, the two devices) stay. So a claim states the type, exactly, and the facts: each a
 regular expression that must occur in the message as a whole word or number (not inside a longer
 one: the fact ``3`` is not found in ``13``). The message itself is kept for the upgrade gate's
-report (the ``observe`` fixture, ``rnnspec/report.py``), where a changed wording shows as drift.
+report (the ``observe`` fixture, ``rnnspec/gate/observations.py``), where a changed wording shows as drift.
 """
 
 from __future__ import annotations

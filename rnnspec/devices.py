@@ -12,14 +12,10 @@ from dataclasses import dataclass
 import torch
 
 from rnnspec import machine, releases
+from rnnspec.vocabulary import DTYPE_NAMES
 
 #: The dtypes the spec knows, by the name used in test ids, fixture names and ``--dtype``.
-DTYPES: dict[str, torch.dtype] = {
-    "float64": torch.float64,
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
+DTYPES: dict[str, torch.dtype] = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 class UsageError(ValueError):
     """A command-line value the spec cannot run with (conftest turns it into pytest's usage error)."""
@@ -76,7 +72,9 @@ def _split(text: str, option: str) -> list[str]:
 
 def parse_devices(text: str | None) -> list[Device]:
     """The devices of ``--device LIST``: unknown names are usage errors, absent ones are kept
-    (their tests are skipped with the reason)."""
+    (their tests are skipped with the reason, and the matrix says that none ran there) as long as
+    one of them is here: a run that could check nothing on any requested device is a usage error
+    that names the devices this machine has."""
     names = default_device_names() if text is None else _split(text, "--device")
     devices = []
     for name in names:
@@ -87,6 +85,10 @@ def parse_devices(text: str | None) -> list[Device]:
         if device.type == "meta":
             raise UsageError("--device: 'meta' tensors hold no values, so no behaviour can be checked on them")
         devices.append(Device(name, unavailability(device)))
+    if all(device.unavailable_because for device in devices):
+        raise UsageError(f"--device {text}: no requested device can run here ("
+                         + "; ".join(device.unavailable_because for device in devices)
+                         + f"); this machine has: {', '.join(default_device_names())}")
     return devices
 
 

@@ -1,7 +1,7 @@
 """Error figures: how far one tensor lies from another, in the units the upgrade gate reports.
 
-Error figures. When the report plugin asks for them (``--spec-report``, or a recording run; see
-``rnnspec/report.py``), every comparison the check makes also leaves figures for the report, per
+Error figures. When the report plugin asks for them (``--spec-report``; see
+``rnnspec/gate/collector.py``), every comparison the check makes also leaves figures for the report, per
 compared tensor: the maximum absolute error, the maximum relative error, the maximum distance in
 units in the last place (ULP) of the dtype under test, the share of the tolerance used and the
 number of elements that differ (:func:`error_figures`). The figures never decide anything: ``rnnspec/spec_check.py``'s

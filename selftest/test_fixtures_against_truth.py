@@ -11,7 +11,8 @@ a fixture (a leftover ``.obtained.npz``, a ``.npy``), and fixture files that are
 recording run left them (``fixtures/PROVENANCE.json`` names none for them, or its digest of their
 chapter differs: copied in, edited or deleted by hand). A truncated or unreadable file, or one
 whose dtype tag contradicts its name, fails with the fix (``rnnspec.fixture_files.load_record``).
-``selftest/test_report.py`` adds the fixtures no test uses.
+Orphans, stray files and provenance are also checked by every conformance run, in the same words
+(``rnnspec/gate/integrity.py``); ``selftest/test_gate_run.py`` adds the fixtures no test uses.
 """
 
 import importlib
@@ -19,12 +20,11 @@ from pathlib import Path
 
 import pytest
 
-from rnnspec import provenance
 from rnnspec.devices import DTYPES
 from rnnspec.fixture_files import InputsError, load_record, read_inputs
+from rnnspec.gate import integrity
 from rnnspec.records import INPUTS, records_of
 from rnnspec.spec_check import assert_matches_truth
-from rnnspec.reporting import CHANGES
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = sorted((ROOT / "fixtures").glob("*/*.npz"))
@@ -40,13 +40,14 @@ def test_recorded_fixture_agrees_with_its_truth(path, tolerance_table):
     """The recorded tensors equal the record's truth rounded to the file's dtype, within its tolerance; an inputs
     file holds the record's arrays."""
     chapter, (name, _, dtype) = path.parent.name, path.stem.rpartition("-")
-    if chapter not in CHAPTERS or (dtype not in DTYPES and dtype != INPUTS):
-        pytest.fail(f"orphan fixture {path.relative_to(ROOT)}: no chapter spec/{chapter}.py or no dtype {dtype!r}; "
-                    f"delete the file (git rm) or restore its chapter", pytrace=False)
+    name_in_folder = f"{chapter}/{path.name}"
+    orphan = integrity.orphan_problem(name_in_folder, None, set(CHAPTERS))
+    if orphan:
+        pytest.fail(orphan, pytrace=False)
     records = records_in(chapter)
-    if name not in records:
-        pytest.fail(f"orphan fixture {path.relative_to(ROOT)}: spec/{chapter}.py declares no record {name!r} "
-                    f"(it declares {sorted(records)}); delete the file (git rm) or restore the record", pytrace=False)
+    orphan = integrity.orphan_problem(name_in_folder, records, set(CHAPTERS))
+    if orphan:
+        pytest.fail(orphan, pytrace=False)
     record = records[name]
     if dtype == INPUTS:
         try:
@@ -71,23 +72,11 @@ def test_every_declared_record_has_its_inputs_and_a_fixture_for_every_dtype(chap
 
 def test_fixtures_folder_holds_only_fixture_files():
     """Under fixtures/ live only <chapter>/<record>-<dtype or inputs>.npz files, PROVENANCE.json and CHANGES.md."""
-    allowed = {provenance.FILE, CHANGES}
-    stray = sorted(str(path.relative_to(ROOT)) for path in (ROOT / "fixtures").rglob("*")
-                   if path.is_file() and path.relative_to(ROOT / "fixtures").as_posix() not in allowed
-                   and not (path.suffix == ".npz" and path.parent.parent == ROOT / "fixtures"
-                            and not path.name.endswith(".obtained.npz")))
-    assert not stray, (f"stray files under fixtures/, not fixtures of any chapter: {stray}; delete them "
-                       f"(git rm, or rm for untracked leftovers such as *.obtained.npz)")
+    stray = integrity.stray_files(ROOT / "fixtures")
+    assert not stray, integrity.stray_problem(stray)
 
 
 def test_every_fixture_file_is_as_its_recording_left_it():
     """fixtures/PROVENANCE.json names the torch that recorded every fixture file, and the files match its digests."""
-    try:
-        document = provenance.read(ROOT / "fixtures")
-    except provenance.ProvenanceError as error:
-        pytest.fail(str(error), pytrace=False)
-    assert document is not None, ("fixtures/PROVENANCE.json is missing; restore it from git "
-                                  "(git checkout -- fixtures/PROVENANCE.json) or re-record the fixtures on CPU "
-                                  "with --regen-all, which writes it")
-    problems = provenance.problems(document, ROOT / "fixtures")
+    problems = integrity.provenance_problems(ROOT / "fixtures")
     assert not problems, "fixtures not as a recording run left them:\n  " + "\n  ".join(problems)

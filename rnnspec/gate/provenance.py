@@ -22,14 +22,16 @@ one environment that recorded fixtures, with the files it recorded, one line eac
       ]
     }
 
-A re-recording moves each file it wrote to its own baseline, so ``git diff`` of this file shows
-which files a recording changed (their digests) and which torch recorded them. A fixture that no
-recording run wrote (copied in) or that changed since (edited by hand) is found by
-:func:`problems`, which ``selftest/test_fixtures_against_truth.py`` runs, each with the fix.
+A re-recording moves each file it wrote, and only those, to the baseline of its environment and
+day, so ``git diff`` of this file shows which files a recording changed (their digests) and which
+torch recorded them; every other file keeps its entry, its baseline and that baseline's date. A
+fixture that no recording run wrote (copied in) or that changed since (edited by hand) is found by
+:func:`problems`, which every conformance run checks (``rnnspec/gate/integrity.py``), each with
+the fix.
 
 The file is rewritten only by a recording run (``--regen-all`` or ``--force-regen``, on CPU), at
-the end of the session, for the chapters whose files that run wrote (rnnspec/report.py calls
-:func:`update`); a normal run only reads it, for the report header.
+the end of the session, for the files that run wrote (``rnnspec/gate/recording.py`` calls
+:func:`update`); a normal run only reads it, for the report header and the integrity check.
 """
 
 from __future__ import annotations
@@ -37,10 +39,14 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import os
 import platform as _platform
 from pathlib import Path
 
 FILE = "PROVENANCE.json"
+#: What the recordings moved (rnnspec/gate/rebaseline.py writes it): with FILE, the only files of fixtures/
+#: that are not fixtures.
+CHANGES = "CHANGES.md"
 FORMAT = "rnn-spec-provenance/1"
 ABOUT = ("Which environment recorded the fixtures in this folder. Rewritten by recording runs "
          "(pytest --regen-all --device cpu), never by a normal run: see README, 'Upgrade gate'.")
@@ -60,7 +66,7 @@ def environment() -> dict:
     from rnnspec import machine, numerics
 
     with numerics.pinned_numerics():  # the flags in force inside a test (conftest pins them per test)
-        flags = {name: _plain(value) for name, value in numerics.numerics_flags().items()}
+        flags = {name: plain(value) for name, value in numerics.numerics_flags().items()}
     return {
         "torch": torch.__version__,
         "torch_git": getattr(torch.version, "git_version", None),
@@ -68,7 +74,7 @@ def environment() -> dict:
         "python": _platform.python_version(),
         "system": _platform.system(),
         "machine": _platform.machine(),
-        "cpu_capability": _cpu_capability(torch),
+        "cpu_capability": machine.cpu_capability(),
         "cpu": {key: value for key, value in machine.describe().items() if key != "cpu_capability"},
         "numerics": flags,
     }
@@ -116,28 +122,30 @@ def owners(document: dict | None) -> dict[str, tuple[int, str]]:
     return owned
 
 
-def file_digest(path: Path) -> str:
+def file_digest(path) -> str:
     """The first 16 hex digits of the file's sha256: enough to tell a changed file."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()[:16]
 
 
 def update(folder: Path, recorded: list[str], env: dict | None = None, *, today: str | None = None,
            how: str = "recorded by pytest --regen-all") -> dict:
-    """Name this environment's baseline as the recorder of the ``recorded`` files (``chapter/file.npz``,
-    with their digests now) and rewrite PROVENANCE.json. Entries of files that no longer exist are
-    dropped; every other entry stays as it is. Returns the new document."""
+    """Name this environment's baseline of today as the recorder of the ``recorded`` files
+    (``chapter/file.npz``, with their digests now) and rewrite PROVENANCE.json. Entries of files that
+    no longer exist are dropped; every other entry stays as it is, in its baseline, with its date (a
+    baseline is one environment on one day: recording again on a later day starts another). Returns
+    the new document."""
     folder = Path(folder)
     env = environment() if env is None else env
+    today = today or datetime.date.today().isoformat()
     document = read(folder) or {"format": FORMAT, "baselines": []}
     baselines = document.get("baselines", [])
     identity = {key: env.get(key) for key in IDENTITY}
-    index = next((i for i, b in enumerate(baselines)
-                  if {key: b.get(key) for key in IDENTITY} == identity and b.get("how") == how), None)
-    if index is None:
-        baselines.append({**identity, "how": how, "fixtures": {}})
+    index = next((i for i, b in enumerate(baselines) if {key: b.get(key) for key in IDENTITY} == identity
+                  and b.get("how") == how and b.get("recorded_on") == today), None)
+    if index is None and recorded:
+        baselines.append({**identity, "how": how, "recorded_on": today, "fixtures": {}})
         index = len(baselines) - 1
-    if recorded:
-        baselines[index]["recorded_on"] = today or datetime.date.today().isoformat()
     moved = set(recorded)
     for baseline in baselines:  # drop what is re-recorded now, and what no longer exists
         baseline["fixtures"] = {chapter: {name: digest for name, digest in files.items()
@@ -176,16 +184,19 @@ def dumps(document: dict) -> str:
     return text + "\n"
 
 
-def problems(document: dict | None, folder: Path) -> list[str]:
-    """Every fixture file that no recording run wrote or that changed since its recording, with the fix.
-    (A deleted file is no problem here: a chapter that needs it fails for its absence.)"""
+def problems(document: dict | None, folder: Path, names: list[str] | None = None) -> list[str]:
+    """Every fixture file (``names``, ``chapter/file.npz``; default: every one in ``folder``) that no recording
+    run wrote or that changed since its recording, with the fix. (A deleted file is no problem here: a chapter
+    that needs it fails for its absence.)"""
     folder = Path(folder)
     found = []
     owned = owners(document)
     baselines = (document or {}).get("baselines", [])
-    for path in sorted(folder.glob("*/*.npz")):
-        name = f"{path.parent.name}/{path.name}"
-        record = f"pytest --regen-all --device cpu spec/{path.parent.name}.py"
+    if names is None:
+        names = [f"{path.parent.name}/{path.name}" for path in folder.glob("*/*.npz")]
+    for name in sorted(names):
+        path = os.path.join(folder, name)
+        record = f"pytest --regen-all --device cpu spec/{name.partition('/')[0]}.py"
         if name not in owned:
             found.append(f"fixtures/{name}: {FILE} names no baseline for it, so no recording run wrote it; "
                          f"if it is an orphan delete it (git rm), else re-record it: {record}")
@@ -196,13 +207,6 @@ def problems(document: dict | None, folder: Path) -> list[str]:
     return found
 
 
-def _cpu_capability(torch) -> str | None:
-    try:
-        return torch.backends.cpu.get_cpu_capability()
-    except (AttributeError, RuntimeError):
-        return None
-
-
-def _plain(value):
+def plain(value):
     """A flag's value as JSON can hold it (torch.float64 -> "torch.float64")."""
     return value if isinstance(value, (bool, int, float, str, type(None))) else str(value)
