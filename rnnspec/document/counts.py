@@ -60,6 +60,9 @@ COUNTS = (
                                             r"(?P<not_applicable>\d+) not applicable"), ("--target", "compile"),
           slow=True),
     Count("example", r"passes every applicable test\s*\((?P<passed>\d+);", ("--target", "examples/loop_lstm.py:factory")),
+    Count("report example", r"target eager\*\*: (?P<passed>\d+) passed, \*\*(?P<failed>\d+) failed\*\* of",
+          ("-p", "rnnspec.breaks", "--break", "bias_hh_ignored", "--dtype", "float64",
+           "spec/test_01_forward_values.py", "-k", "one_step")),
     Count("zoo reference", r"reference accepted \((?P<passed>\d+) passed, (?P<failed>\d+) failed\)",
           ("--target", "mutant:reference", "--dtype", "float64")),
 )
@@ -131,23 +134,33 @@ def document_outcomes(spec_md: str) -> dict[int, dict[str, int]]:
 
 
 def matrix_differences(readme: str, spec_md: str) -> list[str]:
-    """Where README's example matrix (its dtype columns, per chapter and "all") differs from SPEC.md's run."""
+    """Where README's example matrix differs from SPEC.md's run: per block (a device's, then the block of the
+    tests that take no device), per chapter and "all", per column (a dtype or "no dtype")."""
     outcomes = document_outcomes(spec_md)
     problems = []
     for block in MATRIX.findall(readme):
-        lines = block.splitlines()
-        header = lines[1].split()
-        dtypes = [word for word in header if word in ("float64", "float32", "bfloat16", "float16")]
-        for line in lines[2:]:
-            cells = re.findall(r"(\d+)/(\d+)", line)
-            label = line.split()[0] if line.strip() else ""
-            if not cells or not (label.isdigit() or label == "all"):
+        header, columns = "", []
+        for line in block.splitlines():
+            if line.startswith("rnn-spec matrix"):
+                header = line
                 continue
-            for dtype, (passed, total) in zip(dtypes, cells):
-                expected = (sum(row.get(dtype, 0) for row in outcomes.values()) if label == "all"
-                            else outcomes.get(int(label), {}).get(dtype, 0))
+            if line.startswith("chapter"):
+                columns = re.findall(r"float64|float32|bfloat16|float16|no dtype", line)
+                continue
+            label = line.split()[0] if line.strip() else ""
+            cells = re.findall(r"(\d+)/(\d+)|(?<!\S)-(?!\S)", line)
+            if not (label.isdigit() or label == "all"):
+                continue
+            no_device = "on no device" in header
+            for column, (passed, total) in zip(columns, cells):
+                if not total:  # "-": no test of the chapter in this column
+                    passed = total = "0"
+                key = "no device" if no_device else column
+                expected = (sum(row.get(key, 0) for row in outcomes.values()) if label == "all"
+                            else outcomes.get(int(label), {}).get(key, 0))
                 if int(total) != expected or int(passed) != expected:
-                    problems.append(f"README's example matrix, row {label}, {dtype}: {passed}/{total}; "
+                    where = "the no-device block" if no_device else "the device block"
+                    problems.append(f"README's example matrix, {where}, row {label}, {column}: {passed}/{total}; "
                                     f"docs/SPEC.md's run: {expected}/{expected}")
     return problems
 
