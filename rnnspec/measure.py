@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from rnnspec import numpy_reference
+from rnnspec import numpy_reference, torch_loop
 from rnnspec.comparison import as_float64
 from rnnspec.devices import DTYPES
 from rnnspec.inputs import random_parameters
@@ -293,11 +293,16 @@ def memoised(run):
 
     Several claims read the same run (values, a law, a dtype's special values); computing it once
     keeps the suite fast. The results are frozen, so no test can change what another one reads,
-    and they depend on the arguments alone (the implementation under test among them), so the
-    order of tests does not matter and sessions with different targets never share a run.
+    and they depend on the arguments alone (the implementation under test among them) and on what
+    computes torch's layers (``rnnspec.torch_loop.generation``: a ``--break`` session's torch), so the
+    order of tests does not matter and sessions with different targets or torches never share a run.
     """
-    cached = functools.cache(lambda *args, **kwargs: frozen(run(*args, **kwargs)))
-    return functools.wraps(run)(cached)
+    cached = functools.cache(lambda torch_generation, *args, **kwargs: frozen(run(*args, **kwargs)))
+
+    @functools.wraps(run)
+    def remembered(*args, **kwargs):
+        return cached(torch_loop.generation(), *args, **kwargs)
+    return remembered
 
 
 def explicit_module(name: str, input_size: int, hidden_size: int, *, implementation: Implementation, device: str,

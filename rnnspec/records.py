@@ -45,7 +45,7 @@ import numpy as np
 from rnnspec import stepwise
 from rnnspec.comparison import Tolerance, Truth
 from rnnspec.fixture_files import InputsError, flatten, layout, read_inputs, read_only
-from rnnspec.measure import Implementation, Measurement, frozen, measure
+from rnnspec.measure import Implementation, Measurement, frozen, measure, memoised
 from rnnspec.numpy_reference import derive
 
 #: The fixtures folder's name, beside ``spec/``: one folder per chapter (conftest.py's FIXTURES).
@@ -166,10 +166,9 @@ def _stepwise(case: Case, dtype: str) -> list[dict]:
     return [frozen(run) for run in stepwise.emulate_all(case.reference, dtype, case.kind, **case.configuration())]
 
 
-@functools.cache
+@memoised
 def _measured(case: Case, implementation: Implementation, device: str, dtype: str) -> Measurement:
-    return frozen(case.measure(case.kind, implementation=implementation, device=device, dtype=dtype,
-                               **case.configuration()))
+    return case.measure(case.kind, implementation=implementation, device=device, dtype=dtype, **case.configuration())
 
 
 def records_of(module) -> list[Record]:

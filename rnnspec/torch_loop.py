@@ -288,8 +288,19 @@ def _replacement(kind: str, brk: Break, original: Callable) -> Callable:
 _MISSING = object()
 
 
-def install(brk: Break) -> Callable[[], None]:
-    """Replace ``torch._VF``'s layer functions by the loop with ``brk``; return the function that restores them."""
+#: How many times a session-wide :func:`install` or its restore changed what computes torch's layers.
+_GENERATION = 0
+
+
+def generation() -> int:
+    """Changes whenever :func:`install` (or its restore) changes, for a session, what computes torch's layers:
+    ``rnnspec.measure`` keys its memoised runs by it, so that a session with a broken torch never reuses the
+    runs of an earlier session in the same process, nor one after it the broken runs. Per-call patches
+    (:func:`patched`, :func:`routed`) are undone before any run returns, and do not change it."""
+    return _GENERATION
+
+
+def _swap(brk: Break) -> Callable[[], None]:
     vf = torch._VF  # the module object torch/nn/modules/rnn.py calls through
     saved = {kind: vf.__dict__.get(kind, _MISSING) for kind in RECURRENCES}
     for kind in RECURRENCES:
@@ -304,10 +315,24 @@ def install(brk: Break) -> Callable[[], None]:
     return restore
 
 
+def install(brk: Break) -> Callable[[], None]:
+    """Replace ``torch._VF``'s layer functions by the loop with ``brk`` for a session; return the function
+    that restores them. Both change :func:`generation`."""
+    global _GENERATION
+    swapped = _swap(brk)
+    _GENERATION += 1
+
+    def restore() -> None:
+        global _GENERATION
+        swapped()
+        _GENERATION += 1
+    return restore
+
+
 @contextlib.contextmanager
 def patched(brk: Break) -> Iterator[Break]:
     """``brk`` installed for the ``with`` block, restored afterwards whatever happens."""
-    restore = install(brk)
+    restore = _swap(brk)
     try:
         yield brk
     finally:

@@ -313,8 +313,8 @@ def pytest_unconfigure(config):
 """
 
 # Runs several pytest sessions in one process, so that torch is imported once; a marker ends each.
-# The sessions share imported modules, and the chapters memoise their torch runs in them: so all
-# the sessions of one process must run the same torch (the same --break, or none).
+# The sessions share imported modules and the chapters' memoised runs, which are keyed by what
+# computes torch's layers (rnnspec.torch_loop.generation): a --break session never reuses another's.
 DRIVER = """
 import json, sys, pytest
 for arguments in json.loads(sys.argv[1]):
@@ -501,3 +501,15 @@ def test_the_loop_without_a_break_passes_the_spec(tmp_path):
     copy = Copy(tmp_path)
     (session,) = copy.run(copy.arguments("-p", "loop_without_a_break", "--dtype", DTYPES, "spec"))
     assert session.exit_code == 0, session.excerpt()
+
+
+def test_sessions_of_one_process_never_share_runs_across_a_break(tmp_path):
+    """Runs are memoised per process; a --break session after a sound one must measure its broken torch, and
+    a sound session after it torch as installed (``rnnspec.torch_loop.generation`` keys the memo)."""
+    copy = Copy(tmp_path)
+    chosen = ("--dtype", DTYPES, "spec/test_01_forward_values.py", "-k", "one_step")
+    sound, broken, sound_again = copy.run(copy.arguments(*chosen), copy.arguments("--break", "bias_hh_ignored", *chosen),
+                                          copy.arguments(*chosen))
+    assert sound.exit_code == 0, sound.excerpt()
+    assert broken.exit_code == 1 and broken.failures, f"the broken session reused the sound one's runs:\n{broken.excerpt()}"
+    assert sound_again.exit_code == 0, f"the sound session reused the broken one's runs:\n{sound_again.excerpt()}"
