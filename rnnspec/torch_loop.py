@@ -85,6 +85,10 @@ class Break:
     h_n_direction_major: bool = False  # h_n (and c_n) stacked direction-major instead of layer-major
     float64_in_float32: bool = False  # float64 layers computed in float32, only results rounded back
     cell_modules: bool = False  # each step by torch's cell module (nn.LSTMCell...): the `cells` target
+    # Hooks of the paths kernels take by size and memory layout (chapter 17's mutants).
+    restart_every: int = 0  # the time loop runs in chunks of this many steps, each from the initial state (0: off)
+    batch_block: int = 0  # in batches above 2 blocks, the rows past the last whole block read a zero state (0: off)
+    reads_as_contiguous: bool = False  # input and initial states read from memory as if they were contiguous
 
     def applies_to(self, kind: str) -> bool:
         return kind in self.kinds
@@ -114,10 +118,13 @@ def _direction(kind: str, brk: Break, steps: list[torch.Tensor], h: torch.Tensor
     active = brk.applies_to(kind)
     w_hh, b_hh = weights["w_hh"], weights["b_hh"]
     outputs: list[torch.Tensor | None] = [None] * len(steps)
+    initial = h, c
     for position, t in enumerate(range(len(steps) - 1, -1, -1) if reverse else range(len(steps))):
         if position > 0 and active and brk.carry is not None and position % brk.carry_every == 0:
             h = brk.carry(h)
             c = None if c is None else brk.carry(c)
+        if position > 0 and active and brk.restart_every and position % brk.restart_every == 0:
+            h, c = initial  # a chunked time loop that starts every chunk from the initial state
         x_part = steps[t]
         valid = x_part.shape[0]
         if active and brk.packed_runs_to_padded_end and not reverse and valid < h.shape[0]:
@@ -127,6 +134,9 @@ def _direction(kind: str, brk: Break, steps: list[torch.Tensor], h: torch.Tensor
                                 else padding + weights["b_ih"]])
         running = x_part.shape[0]
         h_prev = h[:running]
+        if active and brk.batch_block and running > 2 * brk.batch_block and running % brk.batch_block:
+            body = running - running % brk.batch_block  # the vectorised body; the scalar tail reads a zero state
+            h_prev = torch.cat([h_prev[:body], torch.zeros_like(h_prev[body:])])
         c_new = None
         if cell is not None:
             h_new, c_new = cell(x_part, h_prev, None if c is None else c[:running])
@@ -199,6 +209,9 @@ def reference_layers(kind: str, brk: Break, input, hx, weights, has_biases, num_
     directions = 2 if bidirectional else 1
     per_direction = len(weights) // (num_layers * directions)
     h0, c0 = hx if kind == "lstm" else (hx, None)
+    if active and brk.reads_as_contiguous:
+        input, h0 = _read_as_contiguous(input), _read_as_contiguous(h0)
+        c0 = None if c0 is None else _read_as_contiguous(c0)
     transposed = batch_first and batch_sizes is None and not (active and brk.ignores_batch_first)
     x = input.transpose(0, 1) if transposed else input
     if active and brk.entry is not None:
@@ -248,6 +261,18 @@ def reference_layers(kind: str, brk: Break, input, hx, weights, has_biases, num_
     if active and brk.exit is not None:
         results = [brk.exit(result) for result in results]
     return tuple(results)
+
+
+def _read_as_contiguous(tensor: torch.Tensor) -> torch.Tensor:
+    """The elements at the tensor's offset in its memory, read in contiguous order whatever its strides: what a
+    kernel that takes the data pointer and assumes a contiguous tensor reads (an expanded tensor's memory is too
+    short for that: torch refuses to read past it)."""
+    if tensor.is_contiguous():
+        return tensor
+    strides = [1] * tensor.dim()
+    for axis in range(tensor.dim() - 2, -1, -1):
+        strides[axis] = strides[axis + 1] * tensor.shape[axis + 1]
+    return tensor.as_strided(tensor.shape, strides, tensor.storage_offset())
 
 
 def _split_steps(terms: torch.Tensor, sizes: list[int] | None) -> list[torch.Tensor]:
