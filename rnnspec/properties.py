@@ -10,8 +10,12 @@ dozens of sequences in a batch, where kernels change path (chunked or persistent
 blocked GEMMs, vectorised batch bodies with scalar tails). One large dimension at a time is cheap;
 all of them at once is not, and a bug of one of them shows alone.
 
-**In every run**: the explicit examples (:data:`EXAMPLES`, :data:`PROJECTION_EXAMPLES`) reach each
-large dimension, each with a non-contiguous layout, whatever Hypothesis draws; Hypothesis adds
+**Three families**, one test each (:data:`FAMILIES`): padded input of every kind, packed sequences
+of every kind, projected LSTMs; a target that lacks one (``cells``: projections; ``compile``: packed
+sequences) loses that test only.
+
+**In every run**: the explicit examples (:data:`EXAMPLES`) reach each large dimension, each with a
+non-contiguous layout, and every kind of layer, whatever Hypothesis draws; Hypothesis adds
 :data:`DEFAULT_EXAMPLES` drawn examples per test.
 
 **Profiles.** ``rnn-spec`` (the default run and CI): derandomised (the examples are a function of
@@ -43,7 +47,7 @@ from rnnspec.layouts import LAYOUTS, applicable
 DEFAULT = "rnn-spec"
 EXPLORE = "rnn-spec-explore"
 #: Drawn examples per test in the default run, besides the explicit ones (chapter 17's speed budget).
-DEFAULT_EXAMPLES = 3
+DEFAULT_EXAMPLES = 2
 #: Drawn examples per test with ``--hypothesis-profile=rnn-spec-explore``.
 EXPLORE_EXAMPLES = 300
 
@@ -53,39 +57,59 @@ LARGE = {"steps": (100, 400), "batch": (17, 64), "hidden_size": (100, 320)}
 #: Dropout probabilities drawn in evaluation mode (where dropout is the identity whatever p is).
 DROPOUTS = (0.0, 0.5, 0.9)
 
-#: The explicit examples of every run: each large dimension once, each with non-contiguous tensors. The
-#: long one has an upstream gradient on h_n only (a gradient summed over hundreds of steps in bfloat16 lies
-#: beyond the row, and sizing the step-by-step envelope of a 200-step run takes seconds), and its seed
-#: keeps every gradient above float32's smallest normal number (2.4e-36 at step 1): subnormal arithmetic
-#: is slow on x86 CPUs, and a gradient that vanishes through that range costs the narrow dtypes, computed
-#: in float32, up to a second.
-EXAMPLES = (
-    Configuration("rnn_tanh", steps=200, batch=2, input_size=3, hidden_size=4, initial_state=True,
-                  state_layout="transposed", input_layout="transposed", seed=22),
-    Configuration("lstm", steps=3, batch=2, input_size=5, hidden_size=160, initial_state=True,
-                  state_layout="strided", input_layout="time_innermost", upstream_output=True, seed=2),
-    Configuration("lstm", steps=6, batch=37, input_size=3, hidden_size=5, bidirectional=True, batch_first=True,
-                  lengths=tuple(1 + (7 * row) % 6 for row in range(37)), input_layout="strided",
-                  upstream_output=True, seed=3),
-)
-#: The explicit example of the projections' test: a wide LSTM projected, misaligned input, expanded states.
-PROJECTION_EXAMPLES = (
-    Configuration("lstm", steps=4, batch=3, input_size=4, hidden_size=128, proj_size=24, initial_state=True,
-                  state_layout="expanded", input_layout="misaligned", upstream_output=True, seed=4),
-)
+#: The explicit examples of every run, per family: each large dimension at least once, each with
+#: non-contiguous tensors, every kind of layer (the relu RNN with more layers, in evaluation mode with
+#: dropout, input and states expanded from one row). The long one has an upstream gradient on h_n only (a
+#: gradient summed over hundreds of steps in bfloat16 lies beyond the row, and sizing the step-by-step
+#: envelope of a 200-step run takes seconds), and its seed keeps every gradient above float32's smallest
+#: normal number (2.4e-36 at step 1): subnormal arithmetic is slow on x86 CPUs, and a gradient that
+#: vanishes through that range costs the narrow dtypes, computed in float32, up to a second.
+EXAMPLES = {
+    "padded": (
+        Configuration("rnn_tanh", steps=200, batch=2, input_size=3, hidden_size=4, initial_state=True,
+                      state_layout="transposed", input_layout="transposed", seed=22),
+        Configuration("lstm", steps=3, batch=2, input_size=5, hidden_size=160, initial_state=True,
+                      state_layout="strided", input_layout="time_innermost", upstream_output=True, seed=2),
+        Configuration("rnn_relu", steps=5, batch=33, input_size=4, hidden_size=6, num_layers=2, batch_first=True,
+                      initial_state=True, state_layout="expanded", training=False, dropout=0.9,
+                      input_layout="expanded", upstream_output=True, seed=5),
+    ),
+    "packed": (
+        Configuration("gru", steps=6, batch=37, input_size=3, hidden_size=5, bidirectional=True, batch_first=True,
+                      lengths=tuple(1 + (7 * row) % 6 for row in range(37)), input_layout="strided",
+                      upstream_output=True, seed=3),
+    ),
+    "projections": (
+        Configuration("lstm", steps=4, batch=3, input_size=4, hidden_size=128, proj_size=24, initial_state=True,
+                      state_layout="expanded", input_layout="misaligned", upstream_output=True, seed=4),
+    ),
+}
 
 
-def configurations(*, projections: bool = False, large: bool | None = None):
-    """The strategy of :class:`Configuration`: every kind (``projections``: LSTMs with ``proj_size``), small
+#: The families chapter 17 tests apart (a target may lack one: ``cells`` has no projections, ``compile`` cannot
+#: trace packed sequences): padded input of every kind, packed sequences of every kind, projected LSTMs.
+FAMILIES = ("padded", "packed", "projections")
+
+
+def configurations(family: str = "padded", *, large: bool | None = None):
+    """The strategy of :class:`Configuration` of a family (:data:`FAMILIES`): every kind with padded input,
+    every kind with packed input (lengths sorted or not), or LSTMs with ``proj_size`` (padded input); small
     sizes with at most one large dimension, and every option and layout that applies.
 
+    In the default profile the drawn examples are small, and the explicit ones take the large
+    dimensions (the speed budget: a drawn large example costs as much as all the explicit ones);
+    with any other profile (exploring), three drawn examples in four have one large dimension.
+    ``large`` says so explicitly (True: large dimensions are drawn; False: they are not).
+
     Each choice shrinks towards the simplest: no large dimension, batched, one layer, one direction,
-    sequence-first, bias, zeros for h0, padded input, training mode, contiguous tensors, upstream on
-    h_n only, seed 0.
+    sequence-first, bias, zeros for h0, training mode, contiguous tensors, upstream on h_n only, seed 0.
     """
     from hypothesis import strategies as st  # noqa: PLC0415 (Hypothesis is imported when a property test is)
 
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; choose from {FAMILIES}")
     drawn_large = tuple(LARGE) if (exploring() if large is None else large) else ()
+    projections, packed = family == "projections", family == "packed"
 
     @st.composite
     def draw_configuration(draw) -> Configuration:
@@ -99,14 +123,14 @@ def configurations(*, projections: bool = False, large: bool | None = None):
         steps, input_size = size("steps"), size("input_size")
         hidden_size = size("hidden_size", 2 if projections else 1)
         proj_size = draw(st.integers(1, hidden_size - 1)) if projections else 0
-        batch = None if large != "batch" and draw(st.booleans()) else size("batch")
+        batch = None if large != "batch" and not packed and draw(st.booleans()) else size("batch")
         num_layers = draw(st.integers(1, 3 if large is None else 2))
         bidirectional = draw(st.booleans())
         batch_first = batch is not None and draw(st.booleans())
         bias = not draw(st.booleans())
         initial_state = draw(st.booleans())
         lengths, enforce_sorted = None, False
-        if batch is not None and draw(st.booleans()):
+        if packed:
             lengths = draw(st.lists(st.integers(1, steps), min_size=batch, max_size=batch))
             enforce_sorted = draw(st.booleans())
             lengths = tuple(sorted(lengths, reverse=True) if enforce_sorted else lengths)
@@ -137,9 +161,16 @@ def explicit(examples: tuple[Configuration, ...]):
 
 
 def register_profiles() -> None:
-    """Register the ``rnn-spec`` and ``rnn-spec-explore`` profiles (module docstring); registering again is harmless."""
+    """Register the ``rnn-spec`` and ``rnn-spec-explore`` profiles (module docstring), once: a profile loaded
+    with ``--hypothesis-profile`` stays the object registered."""
     from hypothesis import HealthCheck, settings  # noqa: PLC0415
+    from hypothesis.errors import InvalidArgument  # noqa: PLC0415
 
+    try:
+        settings.get_profile(EXPLORE)
+        return
+    except InvalidArgument:
+        pass
     common = dict(deadline=None, print_blob=True,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     settings.register_profile(DEFAULT, max_examples=DEFAULT_EXAMPLES, derandomize=True, database=None, **common)
@@ -158,8 +189,8 @@ def profile():
     from hypothesis import settings  # noqa: PLC0415
 
     register_profiles()
-    chosen = settings.get_current_profile_name()
-    return settings.get_profile(DEFAULT) if chosen == "default" else settings.default
+    chosen = settings.default  # Hypothesis' own "default" profile unless --hypothesis-profile loaded another
+    return settings.get_profile(DEFAULT) if chosen is settings.get_profile("default") else chosen
 
 
 @pytest.hookimpl(tryfirst=True)

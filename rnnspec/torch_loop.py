@@ -197,7 +197,8 @@ def reference_layers(kind: str, brk: Break, input, hx, weights, has_biases, num_
 
     ``input`` is padded, (L, N, I) or (N, L, I) with ``batch_first``, or the data (sum of
     ``batch_sizes``, I) of a packed sequence. As in torch, each layer's output is rounded to the
-    input's dtype, and inter-layer dropout (training mode) is ``torch.dropout`` on that output, so
+    input's dtype (under ``torch.autocast`` it keeps the dtype its computation gave, as torch's
+    composite kernels do: chapter 20), and inter-layer dropout (training mode) is ``torch.dropout`` on that output, so
     with the same random state it drops what torch drops on CPU. bfloat16 and float16 layers are
     computed in float32 and only their results are rounded, as fused kernels do (oneDNN on CPU,
     cuDNN): rounding every operation to 8 significant bits moves the 20-step LSTM's input gradient
@@ -224,6 +225,9 @@ def reference_layers(kind: str, brk: Break, input, hx, weights, has_biases, num_
     narrowed = (dtype in COMPUTED_IN_FLOAT32 and not brk.cell_modules) or (
         active and brk.float64_in_float32 and dtype == torch.float64)
     compute = (lambda t: None if t is None else t.float()) if narrowed else (lambda t: t)
+    # Each layer's results in the input's dtype, as torch rounds them; under autocast, in the dtype the
+    # computation gave (torch's composite kernels cast nothing back: a tanh RNN returns bfloat16).
+    returned = (lambda t: t) if torch.is_autocast_enabled(input.device.type) else (lambda t: t.to(dtype))
     sizes = None if batch_sizes is None else [int(size) for size in batch_sizes]
     h_n, c_n = [], []
     for layer in range(num_layers):
@@ -247,10 +251,10 @@ def reference_layers(kind: str, brk: Break, input, hx, weights, has_biases, num_
                                       None if c0 is None else compute(c0[index]), named, w_hr, hidden,
                                       reverse=direction == 1 and not (active and brk.reverse_in_order), cell=cell)
             outputs.append(output)
-            h_n.append(h.to(dtype))
-            c_n.append(None if c is None else c.to(dtype))
+            h_n.append(returned(h))
+            c_n.append(None if c is None else returned(c))
         per_step = [torch.cat(parts, dim=-1) for parts in zip(*outputs)] if directions == 2 else outputs[0]
-        x = (torch.cat(per_step) if sizes is not None else torch.stack(per_step)).to(dtype)
+        x = returned(torch.cat(per_step) if sizes is not None else torch.stack(per_step))
         if dropout > 0 and (training or (active and brk.dropout_in_eval)) and layer < num_layers - 1:
             x = torch.dropout(x, dropout, True)
     if active and brk.h_n_direction_major and directions == 2:

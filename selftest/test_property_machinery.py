@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # make `rnnspec` and `spec` importable however pytest was started
@@ -117,17 +118,22 @@ def test_the_snippet_runs_without_the_suite_and_reproduces_the_measurement(tmp_p
         assert np.array_equal(ran[key].detach().double().numpy(), value), key
 
 
-def test_the_explicit_examples_reach_each_large_dimension_with_non_contiguous_tensors():
+def test_the_explicit_examples_reach_each_large_dimension_and_kind_with_non_contiguous_tensors():
+    examples = [example for family in properties.FAMILIES for example in properties.EXAMPLES[family]]
     for dimension, (low, high) in properties.LARGE.items():
-        reaching = [example for example in properties.EXAMPLES if low <= (getattr(example, dimension) or 0) <= high]
-        assert reaching, f"no explicit example has {dimension} in [{low}, {high}]"
-        assert all(example.input_layout != "contiguous" for example in reaching)
-    assert properties.PROJECTION_EXAMPLES[0].hidden_size >= properties.LARGE["hidden_size"][0]
+        reaching = [example for example in properties.EXAMPLES["padded"]
+                    if low <= (getattr(example, dimension) or 0) <= high]
+        assert reaching, f"no explicit padded example has {dimension} in [{low}, {high}]"
+    assert all(example.input_layout != "contiguous" for example in examples)
+    assert {example.kind for example in examples} == set(RECURRENCES)
+    assert all(example.lengths for example in properties.EXAMPLES["packed"])
+    assert all(example.proj_size for example in properties.EXAMPLES["projections"])
 
 
 @settings(max_examples=25, derandomize=True, database=None, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
-@given(configuration=properties.configurations(large=False))
+@given(configuration=st.sampled_from(properties.FAMILIES).flatmap(lambda family: properties.configurations(
+    family, large=False)))
 def test_drawn_configurations_are_valid_runs_of_the_reference(configuration):
     assert configuration.case().truth().values["h_n"].shape[0] == configuration.directions * configuration.num_layers
     assert configuration.dropout == 0 or not configuration.training
@@ -157,7 +163,7 @@ def test_a_failing_drawn_example_shrinks_to_the_smallest_configuration_that_fail
 
     @settings(settings.get_profile(properties.EXPLORE), phases=[Phase.generate, Phase.shrink], max_examples=400,
               derandomize=True, database=None, print_blob=False)
-    @given(configuration=properties.configurations(large=True))
+    @given(configuration=properties.configurations("padded", large=True))
     def check(configuration):
         try:
             check_against_reference(configuration, implementation, "cpu", "float64")

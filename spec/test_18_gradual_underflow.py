@@ -58,7 +58,9 @@ from rnnspec.closed_forms import SIGNIFICAND_BITS
 from rnnspec.comparison import Tolerance, assert_agrees, round_to_dtype
 from rnnspec.inputs import constant_parameters
 from rnnspec.measure import frozen
-from rnnspec.records import Record
+from rnnspec.numpy_reference import derive
+from rnnspec.records import Case
+from rnnspec.spec_check import assert_matches_truth, assert_output_contract
 from spec.test_03_vanishing_gradient import HALVES
 
 SET_FLUSH_DENORMAL = authority.DOCS + "generated/torch.set_flush_denormal.html"
@@ -81,11 +83,10 @@ def first_subnormal_length(dtype: str) -> int:
                 if log2_first_input_gradient(steps) < math.log2(subnormals.SMALLEST_NORMAL[dtype]))
 
 
-VANISHING = {dtype: Record(__name__, f"tanh_rnn_weights_half_dx1_first_subnormal_{dtype}", kind="rnn_tanh",
-                           behaviour=f"gradual underflow of ∂x_1 (tanh RNN, weights 0.5, {dtype})",
-                           law="dh_T/dx_1 = w_ih (1 - h_1^2) prod_{s>1} w_hh (1 - h_s^2), kept as a subnormal",
-                           inputs=lambda dtype=dtype: dict(parameters=HALVES,
-                                                           x=np.ones((first_subnormal_length(dtype), 1, 1))))
+VANISHING = {dtype: Case(kind="rnn_tanh", behaviour=f"gradual underflow of ∂x_1 (tanh RNN, weights 0.5, {dtype})",
+                         law="dh_T/dx_1 = w_ih (1 - h_1^2) prod_{s>1} w_hh (1 - h_s^2), kept as a subnormal",
+                         inputs=lambda dtype=dtype: dict(parameters=HALVES,
+                                                         x=np.ones((first_subnormal_length(dtype), 1, 1))))
              for dtype in DTYPES}
 #: Roundings per step in the backward chain of ∂x (h_s^2, 1 - h_s^2, the product with δh, the product with w_hh,
 #: and h_s's own): a product of k rounded factors lies within (1 + u)^k - 1 ≈ k u of the exact one.
@@ -118,13 +119,11 @@ def exact_subnormal_run(s: float, steps: int) -> dict:
             "grad_bias_ih_l0": np.array([sum(delta)]), "grad_bias_hh_l0": np.array([sum(delta)])}
 
 
-SUBNORMAL_INPUTS = {dtype: Record(__name__, f"relu_rnn_weights_half_subnormal_input_{dtype}", kind="rnn_relu",
-                                  behaviour=f"subnormal inputs (relu RNN, weights 0.5, {dtype})",
-                                  law="h_t = relu(0.5 s + 0.5 h_(t-1)) = s (1 - 2^-t), exactly",
-                                  inputs=lambda dtype=dtype: dict(parameters=RELU_HALVES, x=np.full(
-                                      (FORWARD_STEPS, 1, 1), SUBNORMAL_INPUT[dtype])),
-                                  closed_form=lambda parameters, x: exact_subnormal_run(float(x.flat[0]), len(x)),
-                                  relative=frozenset({"output", "h_n", "grad_weight_ih_l0", "grad_weight_hh_l0"}))
+SUBNORMAL_INPUTS = {dtype: Case(kind="rnn_relu", behaviour=f"subnormal inputs (relu RNN, weights 0.5, {dtype})",
+                                law="h_t = relu(0.5 s + 0.5 h_(t-1)) = s (1 - 2^-t), exactly",
+                                inputs=lambda dtype=dtype: dict(parameters=RELU_HALVES, x=np.full(
+                                    (FORWARD_STEPS, 1, 1), SUBNORMAL_INPUT[dtype])),
+                                closed_form=lambda parameters, x: exact_subnormal_run(float(x.flat[0]), len(x)))
                     for dtype in DTYPES}
 
 
@@ -140,41 +139,50 @@ def assert_subnormal(values, dtype: str, what: str, config: str) -> None:
         f"gives 0")
 
 
+def measured_with_its_contract(case: Case, implementation, device: str, dtype: str) -> dict:
+    """The case's run (memoised), its output contract asserted before any value."""
+    __tracebackhide__ = True
+    measured = case.measured(implementation, device, dtype)
+    assert_output_contract(measured, case.truth(), device=device, dtype=dtype, config=f"{device}-{dtype}")
+    return dict(measured)
+
+
 @pytest.mark.derived(IEEE)
 @pytest.mark.dtypes(*DTYPES)
-def test_dx1_is_kept_as_a_subnormal_at_the_length_it_enters_the_range(device, dtype, spec_check, implementation,
-                                                                      tolerance):
+def test_dx1_is_kept_as_a_subnormal_at_the_length_it_enters_the_range(device, dtype, implementation, tolerance):
     """∂x_1 of chapter 3's recurrence at T = 66 (float32) or 532 (float64) steps: a subnormal, as the reference says."""
-    record = VANISHING[dtype]
-    steps = first_subnormal_length(dtype)
-    assert log2_first_input_gradient(steps - 1) >= math.log2(subnormals.SMALLEST_NORMAL[dtype]) > \
-        log2_first_input_gradient(steps)
-    spec_check(record)
-    measured = record.measured(implementation, device, dtype)["grad_input"].ravel()
-    config = f"{device}-{dtype}"
-    assert_subnormal(measured[:1], dtype, f"∂x_1 of {steps} steps", config)
-    assert_agrees(measured, round_to_dtype(record.truth().values["grad_input"].ravel(), dtype),
-                  product_tolerance(dtype, steps, tolerance), behaviour=record.behaviour, what="measured ∂x, elementwise",
-                  witness=f"the NumPy reference in float64 rounded to {dtype}", config=config, law=record.law)
-    assert not subnormals.is_subnormal(measured[1:], dtype).any(), (
-        f"gradual underflow [{device}-{dtype}]: only ∂x_1 lies below the smallest normal number at {steps} steps, "
-        f"got subnormals at {np.flatnonzero(subnormals.is_subnormal(measured, dtype)).tolist()}")
+    case, steps, config = VANISHING[dtype], first_subnormal_length(dtype), f"{device}-{dtype}"
+    closed_form = log2_first_input_gradient(steps)
+    assert log2_first_input_gradient(steps - 1) >= math.log2(subnormals.SMALLEST_NORMAL[dtype]) > closed_form
+    reference = case.truth().values["grad_input"].ravel()
+    assert abs(math.log2(reference[0]) - closed_form) < 1e-9, (  # the two witnesses of ∂x_1 agree
+        f"the NumPy reference's ∂x_1 = 2^{math.log2(reference[0]):.6f}, the closed form's 2^{closed_form:.6f}")
+    measured = measured_with_its_contract(case, implementation, device, dtype)
+    assert_matches_truth(measured, case.truth(), dtype, tolerance, what="measured",
+                         witness=f"the NumPy reference in float64 rounded to {dtype}", config=config)
+    assert_subnormal(measured["grad_input"].ravel()[:1], dtype, f"∂x_1 of {steps} steps", config)
+    assert_agrees(measured["grad_input"].ravel(), round_to_dtype(reference, dtype),
+                  product_tolerance(dtype, steps, tolerance), behaviour=case.behaviour, what="measured ∂x, elementwise",
+                  witness=f"the NumPy reference in float64 rounded to {dtype}", config=config, law=case.law)
 
 
 @pytest.mark.derived(f"{IEEE}; sums and products of dyadic numbers above the smallest subnormal are exact")
 @pytest.mark.dtypes(*DTYPES)
-def test_subnormal_inputs_give_exact_subnormal_states_and_gradients(device, dtype, spec_check, implementation):
+def test_subnormal_inputs_give_exact_subnormal_states_and_gradients(device, dtype, implementation):
     """x_t = 2^-130 (float32) or 2^-1040 (float64): h_t = s (1 - 2^-t) exactly, every state a subnormal."""
-    record = SUBNORMAL_INPUTS[dtype]
-    spec_check(record)
-    measured = record.measured(implementation, device, dtype)
-    config = f"{device}-{dtype}"
+    case, config = SUBNORMAL_INPUTS[dtype], f"{device}-{dtype}"
+    exact = Tolerance.exact(dtype, "dyadic values above the smallest subnormal")
+    closed_form = case.truth().values
+    reference = derive(case.kind, **case.configuration())
+    for key, expected in closed_form.items():  # the two witnesses agree, bit for bit
+        assert_agrees(reference[key], expected, exact, behaviour=case.behaviour, what=f"the NumPy reference's {key}",
+                      witness="the closed form", config="reference", law=case.law)
+    measured = measured_with_its_contract(case, implementation, device, dtype)
     for key in ("output", "h_n", "grad_weight_ih_l0", "grad_weight_hh_l0"):
         assert_subnormal(measured[key], dtype, key, config)
-    for key, expected in record.truth().values.items():
-        assert_agrees(measured[key], expected, Tolerance.exact(dtype, "dyadic values above the smallest subnormal"),
-                      behaviour=record.behaviour, what=f"measured {key}", witness="the closed form", config=config,
-                      law=record.law)
+    for key, expected in closed_form.items():
+        assert_agrees(measured[key], expected, exact, behaviour=case.behaviour, what=f"measured {key}",
+                      witness="the closed form", config=config, law=case.law)
 
 
 @pytest.mark.documented(SET_FLUSH_DENORMAL)
@@ -183,10 +191,10 @@ def test_set_flush_denormal_flushes_them_to_zero_on_the_cpu(implementation):
     where it does not (it returns False), nothing changes."""
     before = subnormals.flushing()
     for dtype in DTYPES:
-        records = (VANISHING[dtype], SUBNORMAL_INPUTS[dtype])
+        cases = (VANISHING[dtype], SUBNORMAL_INPUTS[dtype])
         with subnormals.flush_denormal(True) as supported:
-            flushed = [frozen(record.measure(record.kind, implementation=implementation, device="cpu", dtype=dtype,
-                                             **record.configuration())) for record in records]
+            flushed = [frozen(case.measure(case.kind, implementation=implementation, device="cpu", dtype=dtype,
+                                           **case.configuration())) for case in cases]
         assert subnormals.flushing() == before, "torch.set_flush_denormal's flag was not restored"
         vanishing, subnormal_inputs = flushed[0]["grad_input"].flat[0], flushed[1]["output"]
         if supported:

@@ -53,18 +53,16 @@ def second_derivative_check(implementation, name: str, device: str):
     """gradgradcheck's call: the module as a function of (input, initial states, parameters), in float64."""
     kind = KINDS[name]
     module = explicit_module(name, IN, HIDDEN, implementation=implementation, device=device, dtype="float64", seed=19)
-    names = [parameter_name for parameter_name, _ in module.named_parameters()]
     rng = np.random.default_rng(19)
     tensor = lambda *shape: torch.tensor(rng.uniform(-1, 1, shape), dtype=DTYPES["float64"], device=device,  # noqa: E731
                                          requires_grad=True)
     x = tensor(N, IN) if kind.cell else tensor(L, N, IN)
     states = [tensor(*(() if kind.cell else (1,)), N, HIDDEN) for _ in range(2 if kind.recurrence == "lstm" else 1)]
-    parameters = [p.detach().clone().requires_grad_() for p in module.parameters()]
+    parameters = list(module.parameters())  # the module's own: gradgradcheck perturbs them in place
 
     def run(x, *rest):
-        state = rest[:len(states)]
-        hx = tuple(state) if kind.recurrence == "lstm" else state[0]
-        result = torch.func.functional_call(module, dict(zip(names, rest[len(states):])), (x, hx))
+        hx = tuple(rest[:2]) if kind.recurrence == "lstm" else rest[0]
+        result = module(x, hx)
         if kind.cell:
             return result
         output, final = result

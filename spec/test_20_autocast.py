@@ -35,8 +35,8 @@ spec then asserts only that each result is in float32 or the autocast dtype, and
 for the report (``observe``).
 
 These are observations of torch.nn's own kernels, not laws of the recurrence: under another
-``--target`` the chapter is not applicable (the zoo's reference loop, correct in every other chapter,
-returns its results in the input's dtype, float32).
+``--target`` the chapter is not applicable (another implementation may compute in other dtypes
+under autocast; the zoo's loop follows torch's, so that ``--break`` runs it too).
 
 Configuration: L = 4 steps, N = 2, input size 3, hidden size 4, one layer, weights and input from
 a seeded NumPy generator; a cell runs the 4 steps in a loop, carrying its state.
@@ -54,7 +54,7 @@ from rnnspec.contracts import assert_raises
 from rnnspec.devices import DTYPES
 from rnnspec.inputs import random_array, random_parameters
 from rnnspec.kinds import KINDS, RECURRENCES
-from rnnspec.measure import explicit_module
+from rnnspec.measure import EAGER, explicit_module
 from rnnspec.records import Case
 from rnnspec.tolerances import TOLERANCES
 
@@ -88,11 +88,11 @@ def onednn_refuses_the_lstm(device: str) -> bool:
     return torch.device(device).type == "cpu" and "float32" in served and autocast_dtype(device) not in served
 
 
-def run_under_autocast(implementation, name: str, device: str) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
+def run_under_autocast(name: str, device: str) -> tuple[dict[str, torch.Tensor], tuple[str, ...]]:
     """The float32 module's forward under autocast: its results under the layer's names (a cell's loop: output,
     h_n, c_n) and the dtypes of what the module returned (a cell's: of h' and c' at the last step)."""
     kind = KINDS[name]
-    module = explicit_module(name, IN, HIDDEN, implementation=implementation, device=device, dtype="float32", seed=SEED)
+    module = explicit_module(name, IN, HIDDEN, implementation=EAGER, device=device, dtype="float32", seed=SEED)
     x = torch.tensor(CASES[kind.recurrence].configuration()["x"], dtype=torch.float32, device=device)
     with torch.autocast(device_type=torch.device(device).type, dtype=DTYPES[autocast_dtype(device)]):
         if kind.cell:
@@ -111,17 +111,17 @@ def run_under_autocast(implementation, name: str, device: str) -> tuple[dict[str
 
 @pytest.mark.observed(WHERE)
 @pytest.mark.torch_nn_itself("states which dtypes torch.nn's own kernels return under autocast, an observation of "
-                             "torch.nn: another implementation may return others (the zoo's loop returns float32)")
+                             "torch.nn: another implementation may compute in other dtypes under autocast")
 @pytest.mark.parametrize("name", list(KINDS))
-def test_autocast_returns_the_observed_dtypes_at_the_autocast_precision(name, implementation, device, observe):
+def test_autocast_returns_the_observed_dtypes_at_the_autocast_precision(name, device, observe):
     """The dtypes of the table (bfloat16 or float32), each result within the autocast dtype's row of the truth."""
     kind, lower = KINDS[name], autocast_dtype(device)
     config = f"{device}-autocast-{lower}-{name}"
     if name == "lstm" and onednn_refuses_the_lstm(device):
-        assert_raises(lambda: run_under_autocast(implementation, name, device), RuntimeError, [], config=config,
+        assert_raises(lambda: run_under_autocast(name, device), RuntimeError, [], config=config,
                       observe=observe)
         return
-    results, dtypes = run_under_autocast(implementation, name, device)
+    results, dtypes = run_under_autocast(name, device)
     observe("dtypes", ", ".join(dtypes))
     observed = OBSERVED_ON_CPU[name] if torch.device(device).type == "cpu" and (
         name != "lstm" or not releases.onednn_rnn_dtypes()) else None
