@@ -21,8 +21,8 @@ from rnnspec.spec_check import SpecCheck
 from rnnspec.tolerances import TOLERANCES
 
 # Plugins of the suite's own tooling (reports, documents), each in a module of rnnspec/.
-pytest_plugins: list[str] = ["rnnspec.authority", "rnnspec.document", "rnnspec.gate.plugin", "rnnspec.targets",
-                             "rnnspec.variants"]
+pytest_plugins: list[str] = ["rnnspec.authority", "rnnspec.document", "rnnspec.gate.plugin", "rnnspec.properties",
+                             "rnnspec.targets", "rnnspec.variants"]
 
 ROOT = Path(__file__).parent
 FIXTURES = ROOT / records.FIXTURES  # one folder per chapter (rnnspec.records reads a record's from here)

@@ -158,16 +158,23 @@ def _measured(output, h_n, c_n, leaves: dict, parameters) -> dict[str, torch.Ten
 def measure(kind: str, parameters: dict[str, np.ndarray], x, *, implementation: Implementation, device: str, dtype: str,
             h0=None, c0=None,
             lengths=None, enforce_sorted: bool = False, grad_h_n=None, grad_output=None, grad_c_n=None,
-            backward: bool = True, **options) -> dict[str, torch.Tensor]:
+            backward: bool = True, layouts: dict | None = None, training: bool = True,
+            **options) -> dict[str, torch.Tensor]:
     """Run torch's layer forward, then backward from ``grad_h_n`` (default ones), ``grad_output``, ``grad_c_n``.
 
-    ``options`` go to the module (num_layers, bidirectional, batch_first, proj_size). With ``lengths``
+    ``options`` go to the module (num_layers, bidirectional, batch_first, proj_size, dropout). With ``lengths``
     the padded ``x`` goes through ``pack_padded_sequence(x, lengths, batch_first, enforce_sorted)``
     and the output back through ``pad_packed_sequence(..., total_length=L)``, so it keeps its shape.
     An LSTM given only one of ``h0`` / ``c0`` gets zeros for the other (no gradient is reported for it).
     ``backward=False`` returns the forward values only; the forward still runs with gradients
     enabled, so it takes the same kernels as a full run (CPU's float16 LSTM, for one, runs oneDNN
     only without gradients) and compares with one bitwise.
+
+    ``layouts`` lays tensors out in memory as a caller chooses (``rnnspec/layouts.py``): ``{"input": f,
+    "h0": f, "c0": f}``, each ``f`` taking the contiguous tensor of the values and returning the tensor of
+    the same values the module receives (a transposed, strided or expanded view); the gradient reported
+    for it is the gradient of what the module received. ``training=False`` runs the module in
+    evaluation mode (``module.eval()``; its mode is restored afterwards).
     """
     module = _module_for_run(kind, parameters, implementation=implementation, device=device, dtype=dtype, **options)
     tensor = functools.partial(_as_tensor, device=device, dtype=dtype)
@@ -176,13 +183,26 @@ def measure(kind: str, parameters: dict[str, np.ndarray], x, *, implementation: 
         leaves["h0"] = tensor(h0).requires_grad_()
     if c0 is not None:
         leaves["c0"] = tensor(c0).requires_grad_()
+    for name, lay_out in (layouts or {}).items():
+        if name in leaves:
+            leaves[name] = lay_out(leaves[name])
+            if not leaves[name].is_leaf:
+                leaves[name].retain_grad()  # the gradient of the tensor the module received, in its shape
     state = _initial_state(kind, leaves, parameters)
     inputs = leaves["input"]
     batch_first = options.get("batch_first", False)
     if lengths is not None:
         inputs = pack_padded_sequence(inputs, torch.tensor(np.asarray(lengths), dtype=torch.int64), batch_first=batch_first,
                                       enforce_sorted=enforce_sorted)
-    output, final = module(inputs, state)
+    if training:
+        output, final = module(inputs, state)
+    else:
+        was_training = module.training
+        module.eval()
+        try:
+            output, final = module(inputs, state)
+        finally:
+            module.train(was_training)
     if lengths is not None:
         output, _ = pad_packed_sequence(output, batch_first=batch_first, total_length=np.shape(x)[1 if batch_first else 0])
     h_n, c_n = final if isinstance(final, tuple) else (final, None)
@@ -264,6 +284,27 @@ class TensorFacts:
     def of(tensor: torch.Tensor) -> "TensorFacts":
         return TensorFacts(str(tensor.dtype).removeprefix("torch."), str(tensor.device), tuple(tensor.shape),
                            str(tensor.layout).removeprefix("torch."), tensor.requires_grad)
+
+    @staticmethod
+    def contract(key: str, shape: tuple[int, ...], *, device: str, dtype: str) -> "TensorFacts":
+        """What measured tensor ``key`` must be: in the dtype and on the device under test, of the truth's
+        ``shape``, dense (strided); a forward result (output, h_n, c_n) of a run with gradients enabled
+        requires grad (it is part of the graph backward runs through), a gradient (``grad_*``) does not."""
+        return TensorFacts(dtype, device, tuple(int(n) for n in shape), "strided", not key.startswith("grad_"))
+
+    def breaches(self, contract: "TensorFacts") -> list[str]:
+        """The facts in which this tensor breaks ``contract``, in words: ``["dtype float32, not float64"]``.
+
+        A contract device without an index (``cuda``) is met by any device of its type (``cuda:0``).
+        """
+        wanted, got = torch.device(contract.device), torch.device(self.device)
+        same_device = got.type == wanted.type and (wanted.index is None or got.index == wanted.index)
+        found = [] if same_device else [f"device {self.device}, not {contract.device}"]
+        for name in ("dtype", "shape", "layout", "requires_grad"):
+            mine, theirs = getattr(self, name), getattr(contract, name)
+            if mine != theirs:
+                found.append(f"{name} {mine}, not {theirs}")
+        return found
 
 
 class Measurement(dict):

@@ -3,8 +3,10 @@
 A behaviour test hands its record (``rnnspec.records.Record``) to :class:`SpecCheck`, which measures
 it (memoised) and asks:
 
-0. did every tensor come back in the dtype and on the device under test, dense? (the output
-   contract, before any value: a run that leaks into float32 or onto the CPU fails here)
+0. did every tensor come back in the dtype and on the device under test, of the truth's shape,
+   dense, requiring grad where the contract says? (the output contract, before any value: a run that
+   leaks into float32 or onto the CPU, keeps an axis or detaches a result fails here;
+   :func:`assert_output_contract`, which the property tests of chapter 17 use too)
 1. does the measurement agree with the independent truth (closed form or NumPy reference),
    rounded to the dtype under test? (a PyTorch that computes something else fails here, whatever
    its fixtures say: also when the fixtures were regenerated from it). In bfloat16 and float16
@@ -42,14 +44,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from rnnspec.comparison import Tolerance, Truth, assert_agrees, disagreement
 from rnnspec.figures import error_figures
 from rnnspec.fixture_files import (DTYPE_TAG, UNREADABLE, file_state, load_record, read_fixture,
                                    record_command)
 from rnnspec.fixture_files import InputsError
-from rnnspec.measure import Implementation
+from rnnspec.measure import Implementation, Measurement, TensorFacts
 from rnnspec.records import Record
 
 CLAIMS = pytest.StashKey[dict]()  # fixture path -> the one test that owns it
@@ -205,19 +206,39 @@ class SpecCheck:
             "tensors": tensors,
         })
 
-    def assert_contract(self, record: Record, measurement) -> None:
-        """Every measured tensor came back in the dtype under test, on the device under test, dense."""
+    def assert_contract(self, record: Record, measurement: Measurement) -> None:
+        """Every measured tensor is what the output contract says, before any value is compared."""
         __tracebackhide__ = True
-        wanted = (self.dtype, torch.device(self.device).type, "strided")
-        for key, facts in measurement.facts.items():
-            got = (facts.dtype, torch.device(facts.device).type, facts.layout)
-            if got != wanted:
-                raise AssertionError(
-                    f"{record.behaviour}: measured {key} came back as {facts.dtype} on {facts.device} "
-                    f"({facts.layout}) [{self.config}]\n"
-                    f"  law: a module returns its results, and autograd its gradients, in the module's dtype, on "
-                    f"its device, as dense (strided) tensors\n"
-                    f"  expected: {self.dtype} on {self.device} (strided)")
+        assert_output_contract(measurement, record.truth(), device=self.device, dtype=self.dtype, config=self.config)
+
+
+#: The law of the output contract, as failure messages state it.
+CONTRACT_LAW = ("a module returns its results, and autograd its gradients, in the module's dtype, on its device, "
+                "as dense (strided) tensors of the documented shapes; the forward results of a run with gradients "
+                "require grad, the gradients do not")
+
+
+def assert_output_contract(measurement: Measurement, truth: Truth, *, device: str, dtype: str, config: str) -> None:
+    """Every tensor of ``measurement`` came back in ``dtype``, on ``device``, of the truth's shape, dense, and
+    requiring grad exactly where the contract says (``rnnspec.measure.TensorFacts.contract``).
+
+    Checked before any value is compared: a run that leaks into float32 or onto the CPU, keeps an axis,
+    or detaches a result fails here, naming the tensor and the fact, whatever its values.
+    """
+    __tracebackhide__ = True
+    for key, facts in measurement.facts.items():
+        if key not in truth.values:
+            continue  # a tensor the truth does not name: the comparison of values reports it
+        contract = TensorFacts.contract(key, np.shape(truth.values[key]), device=device, dtype=dtype)
+        breaches = facts.breaches(contract)
+        if breaches:
+            raise AssertionError(
+                f"{truth.behaviour}: the output contract is broken: measured {key} came back with "
+                f"{'; '.join(breaches)} [{config}]\n"
+                f"  law: {CONTRACT_LAW}\n"
+                f"  measured: {facts}\n"
+                f"  expected: {contract}")
+
 
 def _as_isclose(tolerance: Tolerance) -> dict[str, float]:
     return {"rtol": tolerance.rtol, "atol": tolerance.atol}

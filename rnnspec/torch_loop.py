@@ -85,6 +85,10 @@ class Break:
     h_n_direction_major: bool = False  # h_n (and c_n) stacked direction-major instead of layer-major
     float64_in_float32: bool = False  # float64 layers computed in float32, only results rounded back
     cell_modules: bool = False  # each step by torch's cell module (nn.LSTMCell...): the `cells` target
+    # Hooks of the paths kernels take by size and memory layout (chapter 17's mutants).
+    restart_every: int = 0  # the time loop runs in chunks of this many steps, each from the initial state (0: off)
+    batch_block: int = 0  # in batches above 2 blocks, the rows past the last whole block read a zero state (0: off)
+    reads_as_contiguous: bool = False  # input and initial states read from memory as if they were contiguous
 
     def applies_to(self, kind: str) -> bool:
         return kind in self.kinds
@@ -114,10 +118,13 @@ def _direction(kind: str, brk: Break, steps: list[torch.Tensor], h: torch.Tensor
     active = brk.applies_to(kind)
     w_hh, b_hh = weights["w_hh"], weights["b_hh"]
     outputs: list[torch.Tensor | None] = [None] * len(steps)
+    initial = h, c
     for position, t in enumerate(range(len(steps) - 1, -1, -1) if reverse else range(len(steps))):
         if position > 0 and active and brk.carry is not None and position % brk.carry_every == 0:
             h = brk.carry(h)
             c = None if c is None else brk.carry(c)
+        if position > 0 and active and brk.restart_every and position % brk.restart_every == 0:
+            h, c = initial  # a chunked time loop that starts every chunk from the initial state
         x_part = steps[t]
         valid = x_part.shape[0]
         if active and brk.packed_runs_to_padded_end and not reverse and valid < h.shape[0]:
@@ -127,6 +134,9 @@ def _direction(kind: str, brk: Break, steps: list[torch.Tensor], h: torch.Tensor
                                 else padding + weights["b_ih"]])
         running = x_part.shape[0]
         h_prev = h[:running]
+        if active and brk.batch_block and running > 2 * brk.batch_block and running % brk.batch_block:
+            body = running - running % brk.batch_block  # the vectorised body; the scalar tail reads a zero state
+            h_prev = torch.cat([h_prev[:body], torch.zeros_like(h_prev[body:])])
         c_new = None
         if cell is not None:
             h_new, c_new = cell(x_part, h_prev, None if c is None else c[:running])
@@ -187,7 +197,8 @@ def reference_layers(kind: str, brk: Break, input, hx, weights, has_biases, num_
 
     ``input`` is padded, (L, N, I) or (N, L, I) with ``batch_first``, or the data (sum of
     ``batch_sizes``, I) of a packed sequence. As in torch, each layer's output is rounded to the
-    input's dtype, and inter-layer dropout (training mode) is ``torch.dropout`` on that output, so
+    input's dtype (under ``torch.autocast`` it keeps the dtype its computation gave, as torch's
+    composite kernels do: chapter 20), and inter-layer dropout (training mode) is ``torch.dropout`` on that output, so
     with the same random state it drops what torch drops on CPU. bfloat16 and float16 layers are
     computed in float32 and only their results are rounded, as fused kernels do (oneDNN on CPU,
     cuDNN): rounding every operation to 8 significant bits moves the 20-step LSTM's input gradient
@@ -199,6 +210,9 @@ def reference_layers(kind: str, brk: Break, input, hx, weights, has_biases, num_
     directions = 2 if bidirectional else 1
     per_direction = len(weights) // (num_layers * directions)
     h0, c0 = hx if kind == "lstm" else (hx, None)
+    if active and brk.reads_as_contiguous:
+        input, h0 = _read_as_contiguous(input), _read_as_contiguous(h0)
+        c0 = None if c0 is None else _read_as_contiguous(c0)
     transposed = batch_first and batch_sizes is None and not (active and brk.ignores_batch_first)
     x = input.transpose(0, 1) if transposed else input
     if active and brk.entry is not None:
@@ -211,6 +225,9 @@ def reference_layers(kind: str, brk: Break, input, hx, weights, has_biases, num_
     narrowed = (dtype in COMPUTED_IN_FLOAT32 and not brk.cell_modules) or (
         active and brk.float64_in_float32 and dtype == torch.float64)
     compute = (lambda t: None if t is None else t.float()) if narrowed else (lambda t: t)
+    # Each layer's results in the input's dtype, as torch rounds them; under autocast, in the dtype the
+    # computation gave (torch's composite kernels cast nothing back: a tanh RNN returns bfloat16).
+    returned = (lambda t: t) if torch.is_autocast_enabled(input.device.type) else (lambda t: t.to(dtype))
     sizes = None if batch_sizes is None else [int(size) for size in batch_sizes]
     h_n, c_n = [], []
     for layer in range(num_layers):
@@ -234,10 +251,10 @@ def reference_layers(kind: str, brk: Break, input, hx, weights, has_biases, num_
                                       None if c0 is None else compute(c0[index]), named, w_hr, hidden,
                                       reverse=direction == 1 and not (active and brk.reverse_in_order), cell=cell)
             outputs.append(output)
-            h_n.append(h.to(dtype))
-            c_n.append(None if c is None else c.to(dtype))
+            h_n.append(returned(h))
+            c_n.append(None if c is None else returned(c))
         per_step = [torch.cat(parts, dim=-1) for parts in zip(*outputs)] if directions == 2 else outputs[0]
-        x = (torch.cat(per_step) if sizes is not None else torch.stack(per_step)).to(dtype)
+        x = returned(torch.cat(per_step) if sizes is not None else torch.stack(per_step))
         if dropout > 0 and (training or (active and brk.dropout_in_eval)) and layer < num_layers - 1:
             x = torch.dropout(x, dropout, True)
     if active and brk.h_n_direction_major and directions == 2:
@@ -248,6 +265,18 @@ def reference_layers(kind: str, brk: Break, input, hx, weights, has_biases, num_
     if active and brk.exit is not None:
         results = [brk.exit(result) for result in results]
     return tuple(results)
+
+
+def _read_as_contiguous(tensor: torch.Tensor) -> torch.Tensor:
+    """The elements at the tensor's offset in its memory, read in contiguous order whatever its strides: what a
+    kernel that takes the data pointer and assumes a contiguous tensor reads (an expanded tensor's memory is too
+    short for that: torch refuses to read past it)."""
+    if tensor.is_contiguous():
+        return tensor
+    strides = [1] * tensor.dim()
+    for axis in range(tensor.dim() - 2, -1, -1):
+        strides[axis] = strides[axis + 1] * tensor.shape[axis + 1]
+    return tensor.as_strided(tensor.shape, strides, tensor.storage_offset())
 
 
 def _split_steps(terms: torch.Tensor, sizes: list[int] | None) -> list[torch.Tensor]:

@@ -74,6 +74,35 @@ The wrong implementations, and the real bug class each one models:
     h_n and c_n of a multi-layer bidirectional layer are stacked direction-major (all forward
     layers, then all reverse ones) instead of layer-major (index l·D + d).
 
+Paths kernels take by size and memory layout, IEEE corners and the output contract (chapters 17
+and 18, and the contract every check asserts first):
+
+``long_sequences_restart_every_128_steps``
+    beyond 128 steps the time loop runs in chunks of 128, and each chunk starts from the initial
+    state instead of the state the previous chunk left: a chunked or persistent time loop that
+    loses its carry between chunks, invisible on sequences of at most 128 steps.
+``wide_layers_w_hh_transposed``
+    from 128 hidden units on, the recurrent GEMM reads each gate's block of ``W_hh`` transposed: a
+    wrong transposition flag on the path a BLAS or a kernel library takes for large matrices.
+``batch_tail_loses_its_state``
+    in batches of more than 16 sequences, the rows past the last whole block of 8 (the scalar tail
+    of a vectorised batch body) read a zero state instead of their own: the class of "wrong for
+    batch > 1" and "huge errors for large batches" bugs.
+``non_contiguous_read_as_contiguous``
+    the input and the initial states are read from memory as if they were contiguous, whatever
+    their strides (a kernel that takes the data pointer and skips the copy): transposed, permuted
+    and strided views are read in the wrong order; an expanded one is refused.
+``subnormals_flushed_to_zero``
+    every input, weight, carried state and result below the smallest normal number of its dtype
+    is flushed to zero, and so is every gradient flowing back through them (FTZ and DAZ, what
+    ``torch.set_flush_denormal(True)`` or a kernel built with fast-math does): gradual underflow lost.
+``results_leak_into_float32``
+    output, h_n and c_n come back in float32 whatever the layer's dtype (a kernel whose output
+    buffers are allocated in the default dtype): in float64 their values move by float32's
+    rounding (3e-8 relative), within most value checks' tolerance; the output contract, asserted
+    first in every recorded check and property example, names it (so do chapter 16's support
+    matrix and the claims exact in float64).
+
 
 :data:`DEFAULT_ZOO` is the representative subset ``selftest/test_mutant_zoo.py`` runs by default;
 ``--full-zoo`` (or ``RNNSPEC_FULL_ZOO=1``) runs every mutant. Each mutant runs the whole spec
@@ -100,6 +129,33 @@ def _zero(name: str) -> Callable[[str, int, Weights], Weights]:
     """``weights[name]`` multiplied by 0: the term vanishes, the parameter stays in the graph (gradient 0)."""
     def hook(kind: str, hidden: int, weights: Weights) -> Weights:
         return {**weights, name: None if weights[name] is None else weights[name] * 0}
+    return hook
+
+
+class _FlushSubnormals(torch.autograd.Function):
+    """Subnormal values flushed to zero, forward and backward: FTZ (results) and DAZ (operands) on the loop."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        return _flushed(tensor)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return _flushed(grad)
+
+
+def _flushed(tensor: torch.Tensor) -> torch.Tensor:
+    return torch.where(tensor.abs() < torch.finfo(tensor.dtype).tiny, torch.zeros_like(tensor), tensor)
+
+
+def _w_hh_transposed_from(hidden_size: int) -> Callable[[str, int, Weights], Weights]:
+    """From ``hidden_size`` units on, each gate's square block of ``W_hh`` transposed (projected LSTMs: untouched)."""
+    def hook(kind: str, hidden: int, weights: Weights) -> Weights:
+        w_hh = weights["w_hh"]
+        if hidden < hidden_size or w_hh.shape[1] != hidden:
+            return weights
+        gates = w_hh.shape[0] // hidden
+        return {**weights, "w_hh": w_hh.view(gates, hidden, hidden).transpose(1, 2).reshape(gates * hidden, hidden)}
     return hook
 
 
@@ -142,6 +198,21 @@ ZOO: dict[str, Break] = {b.name: b for b in (
           kinds=("gru",), update_gate_inverted=True),
     Break("h_n_direction_major", "layout bug: h_n and c_n stacked direction-major instead of layer-major",
           h_n_direction_major=True),
+    Break("long_sequences_restart_every_128_steps",
+          "size bug: beyond 128 steps the time loop runs in chunks, each from the initial state", restart_every=128),
+    Break("wide_layers_w_hh_transposed",
+          "size bug: from 128 hidden units the recurrent GEMM reads each gate's W_hh block transposed",
+          weights=_w_hh_transposed_from(128)),
+    Break("batch_tail_loses_its_state",
+          "size bug: in batches over 16, the rows past the last block of 8 read a zero state", batch_block=8),
+    Break("non_contiguous_read_as_contiguous",
+          "layout bug: input and initial states read as if contiguous, whatever their strides",
+          reads_as_contiguous=True),
+    Break("subnormals_flushed_to_zero",
+          "IEEE bug: subnormal values and gradients flushed to zero (FTZ/DAZ, fast-math)",
+          entry=_FlushSubnormals.apply, carry=_FlushSubnormals.apply, exit=_FlushSubnormals.apply),
+    Break("results_leak_into_float32", "dtype bug: output, h_n and c_n returned in float32 whatever the dtype",
+          exit=lambda tensor: tensor.float()),
 )}
 #: The loop with no mutation: the correct implementation the spec must accept.
 REFERENCE = "reference"
