@@ -264,12 +264,21 @@ class OnnxGraph(Program):
     def fixes(self, structure, axis):
         if self.program is not None:
             return program_fixes(self.program, structure, axis)
+        return self.graph_fixes(structure, axis)
+
+    def graph_fixes(self, structure, axis) -> bool:
+        """Whether the ONNX graph's inputs declare a fixed size along ``axis``."""
         for graph_input, named in zip(self.model.graph.input, structure.dynamic_axes()):
             dims = graph_input.type.tensor_type.shape.dim
             if any(name == axis and index < len(dims) and dims[index].HasField("dim_value")
                    for index, name in named.items()):
                 return True
         return False
+
+    def misdeclares(self, structure, axis) -> bool:
+        """Whether the graph declares ``axis`` dynamic where the program it was translated from fixed it."""
+        return self.program is not None and program_fixes(self.program, structure, axis) and \
+            not self.graph_fixes(structure, axis)
 
     def run(self, module, tensors):
         feeds = {graph_input.name: _to_numpy(tensor) for graph_input, tensor in zip(self.session.get_inputs(), tensors)}
@@ -473,14 +482,28 @@ class Statistics:
     def __init__(self):
         self.exports = 0
         self.again: dict[str, set] = {"L": set(), "N": set()}  # axis -> structures whose size the exporter fixed
+        self.misdeclared: dict[str, set] = {"L": set(), "N": set()}  # ... of those, the ONNX graph declares dynamic
 
     def lines(self, runtime: Runtime) -> list[str]:
         if not self.exports:
             return []
-        again = ", ".join(f"{'sequence length' if axis == 'L' else 'batch'} in {len(found)}"
-                          for axis, found in self.again.items() if found) or "none"
-        return [f"rnn-spec target {runtime.name}: {self.exports} graphs exported; structures whose size the exporter "
-                f"fixed (exported at each call's size): {again}"]
+        def count(found: dict[str, set]) -> str:
+            return ", ".join(f"{'sequence length' if axis == 'L' else 'batch'} in {len(kinds)}"
+                             for axis, kinds in found.items() if kinds) or "none"
+        lines = [f"rnn-spec target {runtime.name}: {self.exports} graphs exported; structures whose size the exporter "
+                 f"fixed (exported at each call's size): {count(self.again)}"]
+        if any(self.misdeclared.values()):
+            lines.append(f"rnn-spec target {runtime.name}: of those, the ONNX graph declares the fixed size dynamic: "
+                         f"{count(self.misdeclared)}")
+        return lines
+
+
+def configuration(module: nn.Module) -> tuple:
+    """The module's class and every plain setting (sizes, nonlinearity, bias, layout, dropout, mode): what an
+    export depends on besides the weights (``extra_repr`` omits, for one, nn.RNN's nonlinearity)."""
+    settings = {name: value for name, value in vars(module).items()
+                if not name.startswith("_") and isinstance(value, (bool, int, float, str))}
+    return (type(module).__qualname__, *sorted(settings.items()))
 
 
 class Deployment:
@@ -499,9 +522,8 @@ class Deployment:
     def _key(self, structure: Structure, sizes: dict) -> tuple:
         module = self.module
         parameter = next(module.parameters())
-        key = (self.runtime.name, structure, tuple(sorted(sizes.items())), type(module).__qualname__,
-               module.extra_repr(), str(parameter.dtype), str(parameter.device), module.training,
-               getattr(module, "dropout", None))
+        key = (self.runtime.name, structure, tuple(sorted(sizes.items())), configuration(module),
+               str(parameter.dtype), str(parameter.device))
         if not self.runtime.shares_programs:
             digest = hashlib.sha256()
             for name, p in module.named_parameters():
@@ -522,23 +544,29 @@ class Deployment:
     def program_for(self, structure: Structure, tensors: list[torch.Tensor]) -> Program:
         """The graph that serves the call: exported at sample sizes, or at the call's where that one cannot serve it."""
         wanted = call_sizes(structure, tensors)
-        kind = (self.runtime.name, structure, type(self.module).__qualname__, self.module.extra_repr())
+        kind = (self.runtime.name, structure, configuration(self.module))
         static = self._NOT_ADMITTED.get(kind, set())
         taken = configuration_sizes(self.module) | set(wanted.values())
         sizes = {}
         for axis in wanted:
-            if axis in static:
-                sizes[axis] = wanted[axis]
-            else:
-                sizes[axis] = next(s for s in SAMPLE_SIZES if s not in taken | set(sizes.values()))
+            sizes[axis] = next(s for s in SAMPLE_SIZES if s not in taken | set(sizes.values()))
+        sizes = {axis: wanted[axis] if axis in static else size for axis, size in sizes.items()}
         program = self._program(structure, sizes)
         for axis in wanted:  # learn the sizes the exporter fixes, for the next export of this kind
             if sizes[axis] != wanted[axis] and program.fixes(structure, axis):
                 self._NOT_ADMITTED.setdefault(kind, set()).add(axis)
                 self.statistics.again[axis].add(kind)
-        if sizes != wanted and not program.admits(structure, tensors):
-            program = self._program(structure, wanted)
-        return program
+                if getattr(program, "misdeclares", lambda *_: False)(structure, axis):
+                    self.statistics.misdeclared[axis].add(kind)
+        if program.admits(structure, tensors):
+            return program
+        fixed = self._NOT_ADMITTED.get(kind, set())
+        refined = {axis: wanted[axis] if axis in fixed else size for axis, size in sizes.items()}
+        if refined != sizes:  # the fixed sizes at the call's, the others still dynamic
+            program = self._program(structure, refined)
+            if program.admits(structure, tensors):
+                return program
+        return self._program(structure, wanted)  # a size outside the dynamic range (torch.export's start at 2)
 
     def __call__(self, input, hx=None):
         structure, tensors, lengths = structure_of(self.module, input, hx)

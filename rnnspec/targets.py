@@ -36,6 +36,22 @@ to the device and dtype under test. ``--target`` chooses that implementation, fo
     back to eager; ``fullgraph=True`` makes any graph break an error. A call with an empty tensor
     runs in a child process first (:func:`survives_in_a_child`): one crashes the process on torch
     2.13. What compile does differently is stated in ``expectations/target-compile.toml``.
+``onnx`` (``onnx:torchscript``)
+    the module exported by ``torch.onnx.export(..., dynamo=True)`` (``onnx:torchscript``: the older
+    TorchScript-based exporter, while torch has it), weights as initializers, inputs and initial
+    states as graph inputs, sequence length and batch dynamic where the exporter keeps them so, and
+    every call run by ONNX Runtime's CPU execution provider (``rnnspec/deployed.py``). Forward claims
+    apply; ONNX Runtime computes no gradients, so gradient claims are not applicable (the module
+    declares ``rnnspec.measure.NO_GRADIENTS``). Needs the ``onnx`` extra; without it, a usage error
+    names the install command. What the exporter or the runtime does differently is stated in
+    ``expectations/target-onnx.toml`` (``target-onnx-torchscript.toml``).
+``onnx:wrong:NAME``
+    a deliberately wrong export (``rnnspec/wrong_exports.py``): the ``onnx:torchscript`` graph
+    edited, e.g. a GRU in the paper's reset form; it shares that target's expectations.
+``export`` (``export:decomposed``)
+    ``torch.export.export`` of the module, run through ``.module()`` with the module's parameters,
+    forward and backward (``export:decomposed``: after ``run_decompositions()``, the fused recurrent
+    kernels replaced by PyTorch's decompositions, what other runtimes consume).
 ``mutant:NAME``
     a deliberately wrong implementation from the mutant zoo (``rnnspec/mutants.py``); the same as
     ``rnnspec.mutants:NAME``. ``mutant:reference`` is the zoo's loop with no mutation.
@@ -319,6 +335,7 @@ def _onnx(exporter: str = "dynamo") -> Target:
 
 
 def _wrong_export(name: str) -> Target:
+    _needs(f"onnx:wrong:{name}", "onnx", "onnxruntime")
     from rnnspec import deployed, wrong_exports  # noqa: PLC0415
 
     if name not in wrong_exports.CATALOGUE:
