@@ -61,7 +61,7 @@ from rnnspec.targets import NotApplicable
 
 #: Sample sizes for the exported sequence length and batch: the first that no other size of the call or
 #: the configuration takes (torch.export would otherwise give them one symbol, or specialise 0 and 1).
-SAMPLE_SIZES = (7, 11, 13, 17, 19, 23, 29, 31)
+SAMPLE_SIZES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31)
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,9 @@ def sample(module: nn.Module, structure: Structure, sizes: dict[str, int]) -> tu
     zeros = lambda *shape: torch.zeros(shape, dtype=parameter.dtype, device=parameter.device)  # noqa: E731
     if structure.cell:
         x = zeros(*batch, module.input_size)
-        states = [zeros(*batch, module.hidden_size)] * structure.states
+        # one tensor per state: torch.export takes one tensor passed twice as one input, and its program then
+        # reads h0 for c0 (or c0 for h0) when called with two
+        states = [zeros(*batch, module.hidden_size) for _ in range(structure.states)]
     else:
         x = zeros(*((N, L) if structure.batch_first else (L, N)) if structure.batched else (L,), module.input_size)
         stacked = module.num_layers * (2 if module.bidirectional else 1)
@@ -199,7 +201,7 @@ class Runtime:
     def export(self, traced: AsCalled, sample: tuple, dynamic: list[dict[int, str]]) -> Program:
         raise NotImplementedError
 
-    def check(self, module: nn.Module, tensors: list[torch.Tensor]) -> None:
+    def check(self, module: nn.Module, structure: Structure, tensors: list[torch.Tensor]) -> None:
         """Raise NotApplicable for a call the runtime cannot take (before anything is exported)."""
 
     def session(self) -> contextlib.AbstractContextManager:
@@ -334,9 +336,8 @@ class OnnxRuntime(Runtime):
                  edit: Callable[[object], object] | None = None):
         self.name, self.exporter, self.description, self.edit = name, exporter, description, edit
 
-    def check(self, module, tensors):
-        for what, tensor in [("the module's weights", next(module.parameters())),
-                             *zip(["the input", "the lengths", "h0", "c0"], tensors)]:
+    def check(self, module, structure, tensors):
+        for what, tensor in [("the module's weights", next(module.parameters())), *zip(structure.names, tensors)]:
             if tensor.device.type != "cpu":
                 raise NotApplicable(f"ONNX Runtime's CPU execution provider takes CPU tensors; {what} on "
                                     f"{tensor.device}")
@@ -570,7 +571,7 @@ class Deployment:
 
     def __call__(self, input, hx=None):
         structure, tensors, lengths = structure_of(self.module, input, hx)
-        self.runtime.check(self.module, tensors)
+        self.runtime.check(self.module, structure, tensors)
         outputs = self.program_for(structure, tensors).run(self.module, tensors)
         no_gradients = getattr(self.module, NO_GRADIENTS, None)
         anchor = next(self.module.parameters())
