@@ -251,8 +251,7 @@ class OnnxGraph(Program):
 
     def admits(self, structure, tensors, axes=frozenset("LN")):
         """By the torch.export program the dynamo exporter translated, where there is one (its ONNX graph declares
-        every requested axis dynamic, even one the program specialised: README, "Deployed targets"); else by the
-        graph's declared input shapes."""
+        every requested axis dynamic, even one the program specialised); else by the graph's declared input shapes."""
         if self.program is not None:
             return program_admits(self.program, structure, tensors, axes)
         for graph_input, tensor, named in zip(self.model.graph.input, tensors, structure.dynamic_axes()):
@@ -276,11 +275,6 @@ class OnnxGraph(Program):
                    for index, name in named.items()):
                 return True
         return False
-
-    def misdeclares(self, structure, axis) -> bool:
-        """Whether the graph declares ``axis`` dynamic where the program it was translated from fixed it."""
-        return self.program is not None and program_fixes(self.program, structure, axis) and \
-            not self.graph_fixes(structure, axis)
 
     def run(self, module, tensors):
         feeds = {graph_input.name: _to_numpy(tensor) for graph_input, tensor in zip(self.session.get_inputs(), tensors)}
@@ -483,20 +477,38 @@ class Statistics:
     def __init__(self):
         self.exports = 0
         self.again: dict[str, set] = {"L": set(), "N": set()}  # axis -> structures whose size the exporter fixed
-        self.misdeclared: dict[str, set] = {"L": set(), "N": set()}  # ... of those, the ONNX graph declares dynamic
 
     def lines(self, runtime: Runtime) -> list[str]:
         if not self.exports:
             return []
-        def count(found: dict[str, set]) -> str:
-            return ", ".join(f"{'sequence length' if axis == 'L' else 'batch'} in {len(kinds)}"
-                             for axis, kinds in found.items() if kinds) or "none"
-        lines = [f"rnn-spec target {runtime.name}: {self.exports} graphs exported; structures whose size the exporter "
-                 f"fixed (exported at each call's size): {count(self.again)}"]
-        if any(self.misdeclared.values()):
-            lines.append(f"rnn-spec target {runtime.name}: of those, the ONNX graph declares the fixed size dynamic: "
-                         f"{count(self.misdeclared)}")
-        return lines
+        again = ", ".join(f"{'sequence length' if axis == 'L' else 'batch'} in {len(kinds)}"
+                          for axis, kinds in self.again.items() if kinds) or "none"
+        return [f"rnn-spec target {runtime.name}: {self.exports} graphs exported; structures whose size the exporter "
+                f"fixed (exported at each call's size): {again}"]
+
+
+class Summary:
+    """A runtime's statistics for the end of the session (a target's ``summary``), gathered from pytest-xdist's
+    workers too (each keeps its own): ``data`` on a worker, ``absorb`` on the controller."""
+
+    def __init__(self, runtime: Runtime):
+        self.runtime = runtime
+
+    @property
+    def statistics(self) -> Statistics:
+        return Deployment.STATISTICS.setdefault(self.runtime.name, Statistics())
+
+    def lines(self) -> list[str]:
+        return self.statistics.lines(self.runtime)
+
+    def data(self) -> dict:
+        return {"exports": self.statistics.exports,
+                "again": {axis: sorted(map(repr, kinds)) for axis, kinds in self.statistics.again.items()}}
+
+    def absorb(self, data: dict) -> None:
+        self.statistics.exports += data["exports"]
+        for axis, kinds in data["again"].items():
+            self.statistics.again[axis] |= set(kinds)
 
 
 def configuration(module: nn.Module) -> tuple:
@@ -557,8 +569,6 @@ class Deployment:
             if sizes[axis] != wanted[axis] and program.fixes(structure, axis):
                 self._NOT_ADMITTED.setdefault(kind, set()).add(axis)
                 self.statistics.again[axis].add(kind)
-                if getattr(program, "misdeclares", lambda *_: False)(structure, axis):
-                    self.statistics.misdeclared[axis].add(kind)
         if program.admits(structure, tensors):
             return program
         fixed = self._NOT_ADMITTED.get(kind, set())

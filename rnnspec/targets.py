@@ -145,10 +145,12 @@ class Target(Implementation):
     def __init__(self, name: str, description: str, factory: Callable[..., nn.Module],
                  finish: Callable[[nn.Module], nn.Module] | None = None,
                  session: Callable[[], contextlib.AbstractContextManager] | None = None,
-                 summary: Callable[[], list[str]] | None = None, expectations: str | None = None):
+                 summary=None, expectations: str | None = None):
         self.name, self.description, self.factory = name, description, factory
         self._finish, self.session = finish, session or contextlib.nullcontext
-        self.summary = summary or list  # lines for the end of the session (what the target did)
+        #: what the target did, for the end of the session: ``lines()``, and ``data()`` / ``absorb(data)`` to gather
+        #: it from pytest-xdist's workers (rnnspec.deployed.Summary); None: nothing to say
+        self.summary = summary
         #: whose expectations/target-*.toml applies (a wrong export shares its exporter's); see :func:`expectations_name`
         self.expectations = expectations or name
 
@@ -312,9 +314,8 @@ def _deployed(runtime) -> Target:
     """A deployed target (rnnspec/deployed.py): torch.nn's module, its forward exported and run by ``runtime``."""
     from rnnspec import deployed  # noqa: PLC0415 (imports this module; only the deployed targets need it)
 
-    statistics = lambda: deployed.Deployment.STATISTICS.get(runtime.name, deployed.Statistics()).lines(runtime)  # noqa: E731
     return Target(runtime.name, runtime.description, torch_module, finish=deployed.deploy(runtime),
-                  session=runtime.session, summary=statistics,
+                  session=runtime.session, summary=deployed.Summary(runtime),
                   expectations=getattr(runtime, "expectations", None))
 
 
@@ -458,10 +459,28 @@ def pytest_report_header(config):
     return [f"rnn-spec target: {describe(active(config))}"]
 
 
+def _summary(config):
+    return getattr(active(config), "summary", None)
+
+
 def pytest_terminal_summary(terminalreporter, config):
-    target = active(config)
-    for line in getattr(target, "summary", list)():
+    summary = _summary(config)
+    for line in summary.lines() if summary is not None else ():
         terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session):
+    output = getattr(session.config, "workeroutput", None)  # set on a pytest-xdist worker
+    if output is not None and _summary(session.config) is not None:
+        output["rnnspec_target_summary"] = _summary(session.config).data()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist's controller: a worker finished; add what its target did to the session's summary."""
+    data = getattr(node, "workeroutput", {}).get("rnnspec_target_summary")
+    if data is not None and _summary(node.config) is not None:
+        _summary(node.config).absorb(data)
 
 
 def expectations_name(target: Implementation) -> str:
