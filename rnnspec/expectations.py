@@ -14,8 +14,8 @@ turns it into a failure, and the entry must be removed: the support matrix stays
 An entry that matches no selected test on a device of the run is reported as stale.
 
 ``expectations/target-<name>.toml`` states what another implementation (``--target <name>``, see
-``rnnspec/targets.py``) does not do, in the same form; its entries apply only when that target is
-under test, on every device unless an entry names one (``device = "cpu"``), and to tests with or
+``rnnspec/targets.py``) does not do, in the same form (``:`` in a target's name is written ``-``:
+``target-onnx-torchscript.toml``); its entries apply only when that target is under test, on every device unless an entry names one (``device = "cpu"``), and to tests with or
 without a device. ``tests`` may be one pattern or a list of them.
 
 An entry may hold only on some machines: ``when = "<condition>"`` names one of :data:`CONDITIONS`
@@ -118,7 +118,7 @@ class Plugin:
     def pytest_collection_modifyitems(self, config, items):
         from rnnspec import targets  # noqa: PLC0415 (a pytest plugin: imported by pytest first, for assert rewriting)
 
-        target = targets.active(config).name
+        target = targets.expectations_name(targets.active(config))
         used = set()
         for item in items:
             callspec = getattr(item, "callspec", None)

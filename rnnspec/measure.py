@@ -18,6 +18,7 @@ its implementation, and every memoised run is keyed by it.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +60,12 @@ class Implementation:
 
 #: torch.nn as installed.
 EAGER = Implementation()
+
+#: The attribute of a module that computes no gradients (a deployed graph run for inference): a callable
+#: returning the exception to raise where a gradient is asked (``rnnspec.targets.NotApplicable``).
+#: :func:`measure` and :func:`measure_cell_loop` then run no backward, and their run holds the forward
+#: tensors only (see :class:`Measurement`).
+NO_GRADIENTS = "no_gradients"
 
 
 def build(kind: str, parameters: dict[str, np.ndarray], *, implementation: Implementation, device: str, dtype: str,
@@ -144,9 +151,13 @@ def _backward(tensor, results: dict) -> None:
     loss.backward()
 
 
-def _measured(output, h_n, c_n, leaves: dict, parameters) -> dict[str, torch.Tensor]:
-    """The forward tensors and every gradient; a leaf the loss does not reach (``.grad`` None) has gradient 0."""
-    measured = {"output": output, "h_n": h_n}
+def _measured(output, h_n, c_n, leaves: dict, parameters, *, no_gradients=None) -> dict[str, torch.Tensor]:
+    """The forward tensors and every gradient; a leaf the loss does not reach (``.grad`` None) has gradient 0.
+
+    ``no_gradients``: the module computes none (:data:`NO_GRADIENTS`); the run is its forward tensors.
+    """
+    measured = Measurement(output=output, h_n=h_n)
+    measured.no_gradients = no_gradients
     if c_n is not None:
         measured["c_n"] = c_n
     gradient = lambda leaf: torch.zeros_like(leaf) if leaf.grad is None else leaf.grad  # noqa: E731
@@ -206,8 +217,9 @@ def measure(kind: str, parameters: dict[str, np.ndarray], x, *, implementation: 
     if lengths is not None:
         output, _ = pad_packed_sequence(output, batch_first=batch_first, total_length=np.shape(x)[1 if batch_first else 0])
     h_n, c_n = final if isinstance(final, tuple) else (final, None)
-    if not backward:
-        return _measured(output, h_n, c_n, {}, ())
+    no_gradients = getattr(module, NO_GRADIENTS, None)
+    if not backward or no_gradients is not None:
+        return _measured(output, h_n, c_n, {}, (), no_gradients=no_gradients)
     results = {"h_n": (h_n, grad_h_n), "output": (output, grad_output)}
     if c_n is not None:
         results["c_n"] = (c_n, grad_c_n)
@@ -263,6 +275,9 @@ def measure_cell_loop(kind: str, parameters: dict[str, np.ndarray], x, *, implem
         outputs.append(h)
     output, h_n = torch.stack(outputs), h.unsqueeze(0)
     c_n = c.unsqueeze(0) if kind == "lstm" else None
+    no_gradients = getattr(module, NO_GRADIENTS, None)
+    if no_gradients is not None:
+        return _measured(output, h_n, c_n, {}, (), no_gradients=no_gradients)
     results = {"h_n": (h_n, grad_h_n), "output": (output, grad_output)}
     if c_n is not None:
         results["c_n"] = (c_n, grad_c_n)
@@ -308,9 +323,28 @@ class TensorFacts:
 
 
 class Measurement(dict):
-    """A run's tensors as read-only float64 arrays, with the facts of each tensor as it came back (:attr:`facts`)."""
+    """A run's tensors as read-only float64 arrays, with the facts of each tensor as it came back (:attr:`facts`).
+
+    The run of a module that computes no gradients (:data:`NO_GRADIENTS`) holds its forward tensors
+    only, and keeps the module's :attr:`no_gradients`: asking it for a gradient (``run["grad_input"]``),
+    or going through all its tensors (``for key in run``, after the forward ones), raises what that
+    returns, for a target ``rnnspec.targets.NotApplicable``: a claim about the gradients, or about every
+    tensor of the run, is then not applicable, and a claim about the forward tensors holds as usual.
+    ``keys()``, ``items()``, ``dict(run)`` and ``in`` see the forward tensors alone.
+    """
 
     facts: dict[str, TensorFacts]
+    no_gradients: Callable[[], Exception] | None = None
+
+    def __missing__(self, key: str):
+        if self.no_gradients is not None and key.startswith("grad_"):
+            raise self.no_gradients()
+        raise KeyError(key)
+
+    def __iter__(self):
+        yield from super().__iter__()
+        if self.no_gradients is not None:
+            raise self.no_gradients()
 
 
 def frozen(value):
@@ -321,6 +355,7 @@ def frozen(value):
     if isinstance(value, dict):
         measurement = Measurement({key: frozen(item) for key, item in value.items()})
         measurement.facts = {key: TensorFacts.of(item) for key, item in value.items() if isinstance(item, torch.Tensor)}
+        measurement.no_gradients = getattr(value, "no_gradients", None)
         return measurement
     if isinstance(value, (tuple, list)):
         return tuple(frozen(item) for item in value)

@@ -39,6 +39,7 @@ also leaves its error figures for the report (``rnnspec/figures.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -92,7 +93,19 @@ class SpecCheck:
         self.config = request.node.callspec.id if hasattr(request.node, "callspec") else f"{device}-{dtype}"
 
     def __call__(self, record: Record) -> None:
-        """Measure ``record`` (memoised) and check it: its output contract, the truth, the recorded fixture."""
+        """Measure ``record`` (memoised) and check it: its output contract, the truth, the recorded fixture.
+
+        A run without gradients (its module computes none, ``rnnspec.measure.NO_GRADIENTS``) has its
+        forward tensors checked against the truth and the fixture, then raises the module's
+        ``no_gradients()``: for a target, NotApplicable, so the test is not applicable for its gradients
+        once its forward values have held.
+        """
+        __tracebackhide__ = True
+        measurement = self._check(record)
+        if measurement.no_gradients is not None:
+            raise measurement.no_gradients()
+
+    def _check(self, record: Record):
         __tracebackhide__ = True
         config = self.request.config
         regenerating = config.getoption("regen_all") or config.getoption("force_regen")
@@ -117,6 +130,10 @@ class SpecCheck:
         self.assert_contract(record, measurement)
         measured = dict(measurement)
         truth = record.truth()
+        forward_only = measurement.no_gradients is not None
+        if forward_only:  # the truth and the fixture of the tensors the run has
+            truth = dataclasses.replace(truth, values={key: value for key, value in truth.values.items()
+                                                             if key in measured})
         if config.stash.get(FIGURES_WANTED, False):
             self._leave_figures(measured, truth, record, path, shown, regenerating)
 
@@ -137,9 +154,11 @@ class SpecCheck:
                    for key in met}
         if path.is_file() and not regenerating:
             fixture = load_record(path, self.dtype, fix=record_command(self.request.node.nodeid))
+            if forward_only:
+                fixture = {key: fixture[key] for key in measured if key in fixture}
             if fixture.keys() == measured.keys() and not any(
                     disagreement(measured[key], fixture[key], between[key]) for key in fixture):
-                return  # no drift: ndarrays_regression below would compare these same arrays, and agree
+                return measurement  # no drift: ndarrays_regression below would compare these same arrays, and agree
             assert_matches_truth(fixture, truth, self.dtype, self.tolerance, what=f"recorded fixture {shown}:",
                                  witness="the truth", config=self.config)
 
@@ -160,6 +179,7 @@ class SpecCheck:
         finally:
             if regenerating and file_state(path) not in (before, None):  # written by this check
                 self.request.node.stash.setdefault(RECORDED, []).append(str(shown))
+        return measurement
 
     def _leave_figures(self, measured: dict[str, np.ndarray], truth: Truth, record: Record, path: Path, shown,
                        regenerating: bool) -> None:

@@ -36,6 +36,22 @@ to the device and dtype under test. ``--target`` chooses that implementation, fo
     back to eager; ``fullgraph=True`` makes any graph break an error. A call with an empty tensor
     runs in a child process first (:func:`survives_in_a_child`): one crashes the process on torch
     2.13. What compile does differently is stated in ``expectations/target-compile.toml``.
+``onnx`` (``onnx:torchscript``)
+    the module exported by ``torch.onnx.export(..., dynamo=True)`` (``onnx:torchscript``: the older
+    TorchScript-based exporter, while torch has it), weights as initializers, inputs and initial
+    states as graph inputs, sequence length and batch dynamic where the exporter keeps them so, and
+    every call run by ONNX Runtime's CPU execution provider (``rnnspec/deployed.py``). Forward claims
+    apply; ONNX Runtime computes no gradients, so gradient claims are not applicable (the module
+    declares ``rnnspec.measure.NO_GRADIENTS``). Needs the ``onnx`` extra; without it, a usage error
+    names the install command. What the exporter or the runtime does differently is stated in
+    ``expectations/target-onnx.toml`` (``target-onnx-torchscript.toml``).
+``onnx:wrong:NAME``
+    a deliberately wrong export (``rnnspec/wrong_exports.py``): the ``onnx:torchscript`` graph
+    edited, e.g. a GRU in the paper's reset form; it shares that target's expectations.
+``export`` (``export:decomposed``)
+    ``torch.export.export`` of the module, run through ``.module()`` with the module's parameters,
+    forward and backward (``export:decomposed``: after ``run_decompositions()``, the fused recurrent
+    kernels replaced by PyTorch's decompositions, what other runtimes consume).
 ``mutant:NAME``
     a deliberately wrong implementation from the mutant zoo (``rnnspec/mutants.py``); the same as
     ``rnnspec.mutants:NAME``. ``mutant:reference`` is the zoo's loop with no mutation.
@@ -85,7 +101,7 @@ import pytest
 import torch
 from torch import nn
 
-from rnnspec import releases
+from rnnspec import crashes, releases
 from rnnspec.kinds import KINDS
 from rnnspec.measure import EAGER, Implementation
 
@@ -128,9 +144,15 @@ class Target(Implementation):
 
     def __init__(self, name: str, description: str, factory: Callable[..., nn.Module],
                  finish: Callable[[nn.Module], nn.Module] | None = None,
-                 session: Callable[[], contextlib.AbstractContextManager] | None = None):
+                 session: Callable[[], contextlib.AbstractContextManager] | None = None,
+                 summary=None, expectations: str | None = None):
         self.name, self.description, self.factory = name, description, factory
         self._finish, self.session = finish, session or contextlib.nullcontext
+        #: what the target did, for the end of the session: ``lines()``, and ``data()`` / ``absorb(data)`` to gather
+        #: it from pytest-xdist's workers (rnnspec.deployed.Summary); None: nothing to say
+        self.summary = summary
+        #: whose expectations/target-*.toml applies (a wrong export shares its exporter's); see :func:`expectations_name`
+        self.expectations = expectations or name
 
     def construct(self, kind: str, input_size: int, hidden_size: int, *, cell: bool, dtype: torch.dtype = torch.float64,
                   **options) -> nn.Module:
@@ -206,12 +228,9 @@ def compiled(backend: str) -> Callable[[nn.Module], nn.Module]:
     return finish
 
 
-#: Child processes' verdicts on calls with empty tensors, by module configuration and argument shapes.
-_CHILD_VERDICTS: dict[tuple, str | None] = {}
-
 _CHILD = """
 import sys, torch
-module, args, kwargs, grad, backend = torch.load(sys.argv[1], weights_only=False)
+module, args, kwargs, grad, backend = torch.load(sys.argv[1] + "/call.pt", weights_only=False)
 torch._dynamo.config.allow_rnn = True
 module.forward = torch.compile(module.forward, backend=backend, fullgraph=True, dynamic=False)
 with torch.set_grad_enabled(grad):
@@ -223,44 +242,27 @@ with torch.set_grad_enabled(grad):
 
 
 def survives_in_a_child(module: nn.Module, args: tuple, kwargs: dict, backend: str) -> None:
-    """Run the compiled call in a child process first; raise RuntimeError if it kills the child.
+    """Run the compiled call in a child process first (rnnspec/crashes.py); raise RuntimeError if it kills the child.
 
-    Empty tensors are where kernels divide by sizes: on torch 2.13 a compiled float32 nn.LSTM on
-    an empty batch kills the process with SIGFPE (the LSTM's decomposition picks oneDNN's
-    mkldnn_rnn_layer on CPU, which cannot run an empty batch). A crash would end the whole session, so such a call is tried in
-    a child (about 4 s, once per configuration) and, if the child dies, fails here as an ordinary
-    RuntimeError, which expectations/target-compile.toml can state. If a release fixes the crash,
-    the call runs here and the test passes: the strict xfail then fails, and the entry must go.
+    On torch 2.13 a compiled float32 nn.LSTM on an empty batch kills the process with SIGFPE (the
+    LSTM's decomposition picks oneDNN's mkldnn_rnn_layer on CPU, which cannot run an empty batch);
+    the child takes about 4 s, once per configuration.
     """
-    import os  # noqa: PLC0415
-    import signal  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
-
     shapes = tuple(tuple(a.shape) if isinstance(a, torch.Tensor) else repr(a) for a in (*args, *kwargs.values()))
-    key = (type(module).__qualname__, module.extra_repr(), str(next(module.parameters()).dtype), shapes,
+    key = ("compile", type(module).__qualname__, module.extra_repr(), str(next(module.parameters()).dtype), shapes,
            torch.is_grad_enabled(), backend)
-    if key not in _CHILD_VERDICTS:
+
+    def write_payload(folder: Path) -> None:
         forward = module.__dict__.pop("forward")  # the instance's compiled forward does not pickle
         try:
-            with tempfile.TemporaryDirectory() as folder:
-                payload = Path(folder) / "call.pt"
-                detached = lambda a: a.detach() if isinstance(a, torch.Tensor) else a  # noqa: E731
-                torch.save((module, tuple(detached(a) for a in args),
-                            {k: detached(v) for k, v in kwargs.items()}, torch.is_grad_enabled(), backend), payload)
-                child = subprocess.run([sys.executable, "-c", _CHILD, str(payload)], capture_output=True, text=True,
-                                       timeout=600, env={**os.environ, "PYTHONFAULTHANDLER": ""})
+            detached = lambda a: a.detach() if isinstance(a, torch.Tensor) else a  # noqa: E731
+            torch.save((module, tuple(detached(a) for a in args), {k: detached(v) for k, v in kwargs.items()},
+                        torch.is_grad_enabled(), backend), folder / "call.pt")
         finally:
             module.forward = forward
-        verdict = None
-        if child.returncode < 0:
-            verdict = signal.Signals(-child.returncode).name
-        _CHILD_VERDICTS[key] = verdict
-    verdict = _CHILD_VERDICTS[key]
-    if verdict is not None:
-        raise RuntimeError(f"torch.compile(backend={backend!r}) of {type(module).__name__}({module.extra_repr()}) on "
-                           f"inputs of shapes {list(shapes)} killed a child process with {verdict}; not run in this "
-                           f"process")
+    crashes.refuse_if_it_crashes(key, _CHILD, write_payload,
+                                 f"torch.compile(backend={backend!r}) of {type(module).__name__}({module.extra_repr()}) "
+                                 f"on inputs of shapes {list(shapes)}")
 
 
 def scripted(module: nn.Module) -> nn.Module:
@@ -296,9 +298,69 @@ def _mutant(name: str) -> Target:
     return Target(f"mutant:{name}", mutants.IMPLEMENTATIONS[name].models, mutants.factory(name))
 
 
+#: The install command of the onnx extra, named by the usage error of a session without it.
+ONNX_EXTRA = "python -m pip install -e '.[onnx]'"
+
+
+def _needs(spec: str, *packages: str) -> None:
+    """A usage error naming the install command where a package of the onnx extra is missing."""
+    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+    if missing:
+        raise pytest.UsageError(f"--target {spec} needs {', '.join(missing)}, from the project's onnx extra: "
+                                f"{ONNX_EXTRA}")
+
+
+def _deployed(runtime) -> Target:
+    """A deployed target (rnnspec/deployed.py): torch.nn's module, its forward exported and run by ``runtime``."""
+    from rnnspec import deployed  # noqa: PLC0415 (imports this module; only the deployed targets need it)
+
+    return Target(runtime.name, runtime.description, torch_module, finish=deployed.deploy(runtime),
+                  session=runtime.session, summary=deployed.Summary(runtime),
+                  expectations=getattr(runtime, "expectations", None))
+
+
+ONNX_EXPORTERS = {"dynamo": "torch.onnx.export(dynamo=True)", "torchscript": "torch.onnx.export(dynamo=False)"}
+
+
+def _onnx(exporter: str = "dynamo") -> Target:
+    _needs(f"onnx:{exporter}" if exporter != "dynamo" else "onnx", "onnx", "onnxruntime",
+           *(["onnxscript"] if exporter == "dynamo" else []))
+    from rnnspec import deployed  # noqa: PLC0415
+
+    name = "onnx" if exporter == "dynamo" else f"onnx:{exporter}"
+    if exporter == "torchscript" and not deployed.has_torchscript_exporter():
+        raise pytest.UsageError(f"--target {name}: torch {torch.__version__} no longer has the TorchScript-based "
+                                f"ONNX exporter; use --target onnx")
+    return _deployed(deployed.OnnxRuntime(name, exporter, f"{ONNX_EXPORTERS[exporter]} of torch.nn's module, run by "
+                                                          f"ONNX Runtime's CPU execution provider"))
+
+
+def _wrong_export(name: str) -> Target:
+    _needs(f"onnx:wrong:{name}", "onnx", "onnxruntime")
+    from rnnspec import deployed, wrong_exports  # noqa: PLC0415
+
+    if name not in wrong_exports.CATALOGUE:
+        raise pytest.UsageError(f"--target onnx:wrong:{name}: no such wrong export; choose from "
+                                f"{', '.join(wrong_exports.CATALOGUE)}")
+    exporter = "torchscript" if deployed.has_torchscript_exporter() else "dynamo"
+    base = _onnx(exporter)
+    wrong = wrong_exports.CATALOGUE[name]
+    runtime = deployed.OnnxRuntime(f"onnx:wrong:{name}", exporter, f"{base.description}, graph edited: {wrong.bug}",
+                                   edit=wrong.edit)
+    runtime.expectations = base.name  # what the exporter does not do is stated once, for the correct export
+    return _deployed(runtime)
+
+
+def _export(variant: str = "") -> Target:
+    from rnnspec import deployed  # noqa: PLC0415
+
+    return _deployed(deployed.TorchExport(decomposed=variant == "decomposed"))
+
+
 BUILT_IN: dict[str, Callable[[], Implementation]] = {"eager": _eager, "cells": _cells, "script": _script,
-                                                         "compile": _compile}
-FORMS = "eager, cells, script, compile[:BACKEND], mutant:NAME, some.module:factory or path/to/file.py:factory"
+                                                         "compile": _compile, "onnx": _onnx, "export": _export}
+FORMS = ("eager, cells, script, compile[:BACKEND], onnx, onnx:torchscript, onnx:wrong:NAME, export, "
+         "export:decomposed, mutant:NAME, some.module:factory or path/to/file.py:factory")
 
 
 def resolve(spec: str, *, root: Path | None = None) -> Implementation:
@@ -310,6 +372,12 @@ def resolve(spec: str, *, root: Path | None = None) -> Implementation:
         return _compile(rest)
     if colon and prefix == "mutant":
         return _mutant(rest)
+    if colon and prefix == "onnx" and rest.startswith("wrong:"):
+        return _wrong_export(rest.removeprefix("wrong:"))
+    if colon and prefix == "onnx" and rest in ONNX_EXPORTERS:
+        return _onnx(rest)
+    if spec == "export:decomposed":
+        return _export("decomposed")
     location, colon, attribute = spec.rpartition(":")
     if not colon or not location or not attribute:
         raise pytest.UsageError(f"--target {spec!r}: unknown target; use one of {FORMS}")
@@ -389,6 +457,36 @@ def describe(target: Implementation) -> str:
 
 def pytest_report_header(config):
     return [f"rnn-spec target: {describe(active(config))}"]
+
+
+def _summary(config):
+    return getattr(active(config), "summary", None)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    summary = _summary(config)
+    for line in summary.lines() if summary is not None else ():
+        terminalreporter.write_line(line)
+
+
+def pytest_sessionfinish(session):
+    output = getattr(session.config, "workeroutput", None)  # set on a pytest-xdist worker
+    if output is not None and _summary(session.config) is not None:
+        output["rnnspec_target_summary"] = _summary(session.config).data()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist's controller: a worker finished; add what its target did to the session's summary."""
+    data = getattr(node, "workeroutput", {}).get("rnnspec_target_summary")
+    if data is not None and _summary(node.config) is not None:
+        _summary(node.config).absorb(data)
+
+
+def expectations_name(target: Implementation) -> str:
+    """The name under which ``expectations/target-NAME.toml`` states what ``target`` does differently: the
+    target's name (a wrong export's: its exporter's), with ``:`` written ``-`` (``target-onnx-torchscript.toml``)."""
+    return getattr(target, "expectations", target.name).replace(":", "-")
 
 
 def pytest_collection_modifyitems(config, items):
