@@ -35,6 +35,10 @@ takes tensors; its output is packed again like the call's input.
   exported program lifts the weights into inputs, so modules of one structure share it.
 
 **Wrong exports** (``rnnspec/wrong_exports.py``) are ONNX graphs edited after a correct export.
+
+One concern, in one file: a module deployed (exported, and every call run through what was exported).
+It is over 400 lines because the structures of call, the two runtimes and the bookkeeping of exports
+belong together; the wrong exports and the child-process trials live in modules of their own.
 """
 
 from __future__ import annotations

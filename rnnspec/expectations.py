@@ -16,7 +16,9 @@ An entry that matches no selected test on a device of the run is reported as sta
 ``expectations/target-<name>.toml`` states what another implementation (``--target <name>``, see
 ``rnnspec/targets.py``) does not do, in the same form (``:`` in a target's name is written ``-``:
 ``target-onnx-torchscript.toml``); its entries apply only when that target is under test, on every device unless an entry names one (``device = "cpu"``), and to tests with or
-without a device. ``tests`` may be one pattern or a list of them.
+without a device. ``tests`` may be one pattern or a list of them; ``match`` too (the message contains one of them). A
+group of exceptions (Hypothesis' distinct failures of a property test) must be explained exception by
+exception.
 
 An entry may hold only on some machines: ``when = "<condition>"`` names one of :data:`CONDITIONS`
 (e.g. ``"oneDNN does not serve bfloat16"``: a CPU without AVX512-BF16); where the condition is
@@ -48,7 +50,7 @@ class Unsupported:
     device_type: str | None  # None: every device (a target's entry without ``device``)
     tests: str | tuple[str, ...]  # one fnmatch pattern on node ids, or several (a list in the file)
     raises: str
-    match: str
+    match: str | tuple[str, ...]  # a part of the message, or several (a list in the file: any one of them)
     reason: str
     target: str | None = None  # the --target the entry is about (None: torch.nn as installed, any target)
     when: str | None = None  # a machine condition of CONDITIONS (None: every machine)
@@ -70,11 +72,19 @@ class Unsupported:
         return exception
 
     def describe(self) -> str:
-        return f"{self.raises}: ...{self.match}... ({self.reason}; {self.file})"
+        match = self.match if isinstance(self.match, str) else " | ".join(self.match)
+        return f"{self.raises}: ...{match}... ({self.reason}; {self.file})"
 
     def explains(self, error: BaseException) -> bool:
-        """``error`` is of the listed type (or a subclass), with ``match`` in its message."""
-        return isinstance(error, self.exception) and self.match in str(error)
+        """``error`` is of the listed type (or a subclass), with ``match`` (one of them, for a list) in its message.
+
+        A group of exceptions (Hypothesis reports each distinct failure of a property test's examples) is
+        explained when each exception in it is."""
+        group = getattr(error, "exceptions", None)  # an (Base)ExceptionGroup, built in or the 3.10 backport's
+        if isinstance(group, tuple) and group:
+            return all(self.explains(inner) for inner in group)
+        matches = (self.match,) if isinstance(self.match, str) else self.match
+        return isinstance(error, self.exception) and any(match in str(error) for match in matches)
 
     def applies(self, nodeid: str, device: str | None, target: str) -> bool:
         """Whether the entry is about test ``nodeid`` on ``device`` (None: the test has none) under ``target``."""
@@ -95,8 +105,9 @@ def load(folder: Path) -> list[Unsupported]:
             document = tomllib.loads(path.read_text())
             target = path.stem.removeprefix("target-") if path.stem.startswith("target-") else None
             for entry in document.get("unsupported", []):
-                if isinstance(entry.get("tests"), list):
-                    entry = {**entry, "tests": tuple(entry["tests"])}
+                for key in ("tests", "match"):
+                    if isinstance(entry.get(key), list):
+                        entry = {**entry, key: tuple(entry[key])}
                 if target is None:
                     entries.append(Unsupported(file=path.name, device_type=path.stem, **entry))
                 else:

@@ -34,9 +34,16 @@ run without them pays nothing for it.
 tensors and default options: the smallest configuration that still fails), as a constructor call to
 paste into an ``@example``, and the chapter attaches a standalone reproduction snippet with
 ``hypothesis.note`` (:meth:`rnnspec.configurations.Configuration.snippet`).
+
+**A target without gradients** (ONNX Runtime: ``rnnspec.measure.NO_GRADIENTS``): every example's
+forward tensors are checked, and the test is then not applicable for its gradients
+(:func:`forward_only_then_not_applicable`), not after the first example.
 """
 
 from __future__ import annotations
+
+import contextvars
+import functools
 
 import pytest
 
@@ -160,6 +167,38 @@ def explicit(examples: tuple[Configuration, ...]):
     return decorate
 
 
+#: While a property test runs under :func:`forward_only_then_not_applicable`: the ``no_gradients`` of the runs
+#: whose forward tensors were checked without gradients (None outside such a test).
+_WITHOUT_GRADIENTS: contextvars.ContextVar[list | None] = contextvars.ContextVar("without_gradients", default=None)
+
+
+def forward_only_then_not_applicable(test):
+    """Outermost decorator of a property test: runs without gradients (:func:`checked_without_gradients`) let every
+    example check its forward tensors, and the test is not applicable (their ``no_gradients()``) once all passed."""
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        pending = []
+        token = _WITHOUT_GRADIENTS.set(pending)
+        try:
+            test(*args, **kwargs)
+        finally:
+            _WITHOUT_GRADIENTS.reset(token)
+        if pending:
+            raise pending[0]()
+    return run
+
+
+def checked_without_gradients(measurement) -> None:
+    """After an example's tensors were checked: a run without gradients is noted for the end of the test (under
+    :func:`forward_only_then_not_applicable`), or, outside one, raises its ``no_gradients()`` now."""
+    if measurement.no_gradients is None:
+        return
+    pending = _WITHOUT_GRADIENTS.get()
+    if pending is None:
+        raise measurement.no_gradients()
+    pending.append(measurement.no_gradients)
+
+
 def register_profiles() -> None:
     """Register the ``rnn-spec`` and ``rnn-spec-explore`` profiles (module docstring), once: a profile loaded
     with ``--hypothesis-profile`` stays the object registered."""
@@ -193,8 +232,15 @@ def profile():
     return settings.get_profile(DEFAULT) if chosen is settings.get_profile("default") else chosen
 
 
+#: The marker of a property-based test: its examples have a speed budget of their own (bench/ratio.py).
+MARKER = "property"
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
-    """Register this module's profiles before Hypothesis' plugin loads the one ``--hypothesis-profile`` names."""
+    """Register the ``property`` marker, and this module's profiles before Hypothesis' plugin loads the one
+    ``--hypothesis-profile`` names."""
+    config.addinivalue_line("markers", f"{MARKER}: a property-based test (Hypothesis); bench/ratio.py measures its "
+                                       "share of the run (-m 'not property' leaves it out)")
     if config.getoption("hypothesis_profile", None) in (DEFAULT, EXPLORE):
         register_profiles()

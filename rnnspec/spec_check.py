@@ -101,9 +101,7 @@ class SpecCheck:
         once its forward values have held.
         """
         __tracebackhide__ = True
-        measurement = self._check(record)
-        if measurement.no_gradients is not None:
-            raise measurement.no_gradients()
+        then_its_gradients(self._check(record))
 
     def _check(self, record: Record):
         __tracebackhide__ = True
@@ -129,11 +127,8 @@ class SpecCheck:
             pytest.fail(f"{record.behaviour} [{self.config}]: {error}", pytrace=False)
         self.assert_contract(record, measurement)
         measured = dict(measurement)
-        truth = record.truth()
+        truth = of_the_run(record.truth(), measurement)  # the truth and the fixture of the tensors the run has
         forward_only = measurement.no_gradients is not None
-        if forward_only:  # the truth and the fixture of the tensors the run has
-            truth = dataclasses.replace(truth, values={key: value for key, value in truth.values.items()
-                                                             if key in measured})
         if config.stash.get(FIGURES_WANTED, False):
             self._leave_figures(measured, truth, record, path, shown, regenerating)
 
@@ -230,6 +225,22 @@ class SpecCheck:
         """Every measured tensor is what the output contract says, before any value is compared."""
         __tracebackhide__ = True
         assert_output_contract(measurement, record.truth(), device=self.device, dtype=self.dtype, config=self.config)
+
+
+def of_the_run(truth: Truth, measurement: Measurement) -> Truth:
+    """``truth`` for the tensors ``measurement`` holds: all of them, or, for a run without gradients (its module
+    computes none, ``rnnspec.measure.NO_GRADIENTS``), the forward ones. The test then checks those and reads a
+    gradient from the run, which raises the module's ``no_gradients()``: for a target, NotApplicable."""
+    if measurement.no_gradients is None:
+        return truth
+    return dataclasses.replace(truth, values={key: value for key, value in truth.values.items() if key in measurement})
+
+
+def then_its_gradients(measurement: Measurement) -> None:
+    """After a run's tensors were checked: a run without gradients raises its module's ``no_gradients()`` (for a
+    target, NotApplicable: the claim's gradients do not apply once its forward values have held)."""
+    if measurement.no_gradients is not None:
+        raise measurement.no_gradients()
 
 
 #: The law of the output contract, as failure messages state it.

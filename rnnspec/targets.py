@@ -84,6 +84,10 @@ warning, ``pack_padded_sequence``. What a target does differently is stated per 
 ``torch.nn`` only: ``--regen-all`` / ``--force-regen`` under another target is a usage error.
 Every memoised run is keyed by the implementation (``rnnspec.measure.memoised``), and the report header
 names it.
+
+One concern, in one file: choosing and building the implementation under test. It is over 400 lines
+because each target's construction is short and they share one registry; the deployed targets live in
+``rnnspec/deployed.py``, the loop in ``rnnspec/torch_loop.py``.
 """
 
 from __future__ import annotations

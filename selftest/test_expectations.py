@@ -127,3 +127,24 @@ def test_an_entry_holds_only_where_its_machine_condition_does(pytester, monkeypa
     cpu.write_text(entry.format("test_support.py::test_passes[[]cpu]", "on Tuesdays"))
     result = pytester.runpytest_inprocess("-p", "no:randomly", "-p", "no:cacheprovider")
     assert result.ret == 4 and "when = 'on Tuesdays' is no known condition" in result.stderr.str()
+
+
+def test_an_entry_with_several_matches_explains_each_exception_of_a_group():
+    """``match`` as a list: the message contains one of them. A group of exceptions (Hypothesis' distinct failures
+    of a property test's examples) is explained only when every exception in it is."""
+    import builtins
+
+    from rnnspec.expectations import Unsupported
+
+    ExceptionGroup = getattr(builtins, "ExceptionGroup", None) or __import__("exceptiongroup").ExceptionGroup
+
+    entry = Unsupported(file="x.toml", device_type=None, tests="*", raises="Exception", reason="no float64 kernels",
+                        match=("no RNN kernel", "does not support double"))
+    assert entry.explains(RuntimeError("LSTM operator does not support double yet"))
+    assert not entry.explains(RuntimeError("Reshape failed"))
+    explained = ExceptionGroup("2 distinct failures", [RuntimeError("no RNN kernel"),
+                                                       ValueError("GRU operator does not support double yet")])
+    assert entry.explains(explained)
+    assert not entry.explains(ExceptionGroup("2 distinct failures", [RuntimeError("no RNN kernel"),
+                                                                      RuntimeError("Reshape failed")]))
+    assert "no RNN kernel | does not support double" in entry.describe()

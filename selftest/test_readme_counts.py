@@ -75,3 +75,22 @@ def test_a_runs_output_is_counted_with_what_a_target_declines():
     ])
     found = counts.outcome_counts(output)
     assert (found["passed"], found["xfailed"], found["not_applicable"], found["skipped"]) == (418, 4, 32, 2)
+
+
+def test_a_cell_of_a_table_by_dtype_is_counted_from_the_report_and_named_when_wrong():
+    """A deployed target's row counts each dtype's tests from the run's report (not applicable apart from other
+    skips); a cell that differs is named with README's words and the measured ones."""
+    results = [{"dtype": "float32", "outcome": "passed", "reason": None},
+               {"dtype": "float32", "outcome": "xfailed", "reason": "RuntimeError: no kernel"},
+               {"dtype": "float32", "outcome": "skipped", "reason": "not applicable to --target onnx: gradients"},
+               {"dtype": "float32", "outcome": "skipped", "reason": "cuda is not available"},
+               {"dtype": None, "outcome": "passed", "reason": None}]
+    assert counts.cell(counts.report_counts(results, "float32")) == "1 passed, 1 xfailed, 1 n/a"
+    assert counts.cell(counts.report_counts(results, "no dtype")) == "1 passed"
+    assert counts.cell(counts.report_counts(results, "float16")) == "none"
+    row = next(c for c in counts.COUNTS if c.name == "export float32")
+    readme = "| `--target export` | 1 passed | 2 passed, 1 xfailed | none | none | none |\n"
+    measured = counts.report_counts(results, "float32")
+    assert counts.differences(readme, row, measured) == [
+        "README's export float32 count: 2 passed, 1 xfailed, measured 1 passed, 1 xfailed, 1 n/a"]
+    assert counts.differences(counts.written(readme, row, measured), row, measured) == []

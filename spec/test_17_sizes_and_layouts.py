@@ -65,8 +65,10 @@ from rnnspec.contracts import missing_facts
 from rnnspec.devices import DTYPES
 from rnnspec.measure import EAGER, frozen
 from rnnspec.numpy_reference import relu_kink_distance
-from rnnspec.spec_check import assert_matches_truth, assert_output_contract
+from rnnspec.spec_check import assert_matches_truth, assert_output_contract, of_the_run
 from rnnspec.tolerances import TOLERANCES
+
+pytestmark = pytest.mark.property  # property-based: bench/ratio.py measures this chapter's share of the run
 
 TENSOR_VIEWS = authority.DOCS + "tensor_view.html"
 #: Machine epsilons (of the dtype) a relu pre-activation keeps from the kink for its gradients to be compared.
@@ -104,14 +106,15 @@ def check_against_reference(configuration: Configuration, implementation, device
                 event("refused: non-contiguous initial states on cuDNN / MIOpen")
                 return
             raise
-        truth = case.truth()
+        truth = of_the_run(case.truth(), measured)  # a run without gradients (ONNX Runtime): its forward tensors
         assert_output_contract(measured, truth, device=device, dtype=dtype, config=config)
         if configuration.kind == "rnn_relu" and not relu_gradients_comparable(configuration, dtype):
             truth = dataclasses.replace(truth, values={key: value for key, value in truth.values.items()
                                                        if key in FORWARD})
-            measured = {key: value for key, value in measured.items() if key in FORWARD}
-        assert_matches_truth(dict(measured), truth, dtype, TOLERANCES[dtype], what="measured",
+        assert_matches_truth({key: value for key, value in measured.items() if key in truth.values}, truth, dtype,
+                             TOLERANCES[dtype], what="measured",
                              witness=f"the NumPy reference in float64 rounded to {dtype}", config=config)
+        properties.checked_without_gradients(measured)
     except Exception:
         note(f"configuration: {configuration!r}")
         note(f"standalone reproduction (torch and NumPy only):\n{configuration.snippet(device, dtype)}")
@@ -119,6 +122,7 @@ def check_against_reference(configuration: Configuration, implementation, device
 
 
 @pytest.mark.documented(f"{authority.LAYERS} {TENSOR_VIEWS}")
+@properties.forward_only_then_not_applicable
 @properties.profile()
 @given(configuration=properties.configurations("padded"))
 @properties.explicit(properties.EXAMPLES["padded"])
@@ -130,6 +134,7 @@ def test_every_layer_computes_its_recurrence_at_every_size_and_memory_layout(imp
 
 
 @pytest.mark.documented(f"{authority.LAYERS} {authority.PACK_PADDED} {TENSOR_VIEWS}")
+@properties.forward_only_then_not_applicable
 @properties.profile()
 @given(configuration=properties.configurations("packed"))
 @properties.explicit(properties.EXAMPLES["packed"])
@@ -140,6 +145,7 @@ def test_packed_sequences_compute_their_recurrence_at_every_size_and_memory_layo
 
 
 @pytest.mark.documented(f"{authority.LSTM} {TENSOR_VIEWS}")
+@properties.forward_only_then_not_applicable
 @properties.profile()
 @given(configuration=properties.configurations("projections"))
 @properties.explicit(properties.EXAMPLES["projections"])

@@ -3,7 +3,8 @@
 ``python -m rnnspec.document.counts`` runs what measures each count (a pytest run under the target
 the count describes), compares it with README.md and exits 1 on a difference; ``--write`` puts the
 measured counts into README.md; ``--only NAME,…`` measures some (:data:`COUNTS` names them;
-``script`` and ``compile`` take minutes and run only when named or with ``--slow``).
+``script``, ``compile`` and the deployed targets take minutes and run only when named or with ``--slow``;
+``--only export`` names every cell of a row of a table by dtype).
 
 Two counts need no run of their own: the default target's and the example matrix's are the
 outcomes of the run that rendered ``docs/SPEC.md`` (its "Outcomes at a glance", which
@@ -15,9 +16,11 @@ checks those against SPEC.md, and that every outcome count README states ("N pas
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +40,9 @@ class Count:
     pattern: str
     arguments: tuple[str, ...]
     slow: bool = False
+    #: A cell of a table by dtype: the counts of this dtype's tests alone ("no dtype": tests that take none), read
+    #: from the run's ``--spec-report``; the pattern's group ``cell`` is the whole cell, written by :func:`cell`.
+    dtype: str | None = None
 
     def find(self, readme: str) -> re.Match:
         found = list(re.finditer(self.pattern, readme, re.M))
@@ -46,8 +52,28 @@ class Count:
         return found[0]
 
 
-def _target_row(target: str, groups: str) -> str:
-    return rf"^\| `{target}`[^|\n]*\|[^\n]*\| {groups}"
+def _target_row(target: str, groups: str, prefix: str = "") -> str:
+    return rf"^\| `{target}`[^|\n]*\|[^\n]*\| {prefix}{groups}"
+
+
+#: The words of a cell of a table by dtype, in order, as :func:`cell` writes them.
+CELL_WORDS = (("passed", "passed"), ("failed", "failed"), ("xfailed", "xfailed"), ("xpassed", "xpassed"),
+              ("error", "error"), ("not_applicable", "n/a"))
+#: The columns of a table by dtype.
+DTYPE_COLUMNS = ("float64", "float32", "bfloat16", "float16", "no dtype")
+
+
+def cell(counts: dict[str, int]) -> str:
+    """A cell of a table by dtype: "85 passed, 15 xfailed, 7 n/a" (words with no test left out; "none")."""
+    return ", ".join(f"{counts[word]} {label}" for word, label in CELL_WORDS if counts.get(word)) or "none"
+
+
+def _dtype_row(name: str, row: str, arguments: tuple[str, ...]) -> tuple[Count, ...]:
+    """One Count per cell (named ``name`` and the column) of the row of a table by dtype whose first cell is ``row``;
+    one run measures them all."""
+    return tuple(Count(f"{name} {column}", rf"^\| {re.escape(row)} \|(?:[^|\n]*\|){{{index}}} "
+                                                     rf"(?P<cell>[^|\n]*?) \|", arguments, slow=True, dtype=column)
+                 for index, column in enumerate(DTYPE_COLUMNS))
 
 
 COUNTS = (
@@ -65,6 +91,13 @@ COUNTS = (
            "spec/test_01_forward_values.py", "-k", "one_step")),
     Count("zoo reference", r"reference accepted \((?P<passed>\d+) passed, (?P<failed>\d+) failed\)",
           ("--target", "mutant:reference", "--dtype", "float64")),
+    # The deployed targets, by dtype (README, "Deployed targets"): each row one run, in parallel (minutes to an hour).
+    *_dtype_row("onnx", "`--target onnx --dtype float32`", ("--target", "onnx", "--dtype", "float32", "-n", "2")),
+    *_dtype_row("onnx:torchscript", "`--target onnx:torchscript`", ("--target", "onnx:torchscript", "-n", "2")),
+    *_dtype_row("export", "`--target export`", ("--target", "export", "-n", "2")),
+    Count("export:decomposed dropout", r"spec/test_12_dropout.py`: (?P<failed>\d+) failed, (?P<passed>\d+) passed, "
+                                       r"(?P<not_applicable>\d+) not applicable",
+          ("--target", "export:decomposed", "--dtype", "float32", "spec/test_12_dropout.py", "-n", "2"), slow=True),
 )
 #: The example of the conformance matrix: a fenced block whose first line starts "rnn-spec matrix on".
 MATRIX = re.compile(r"^```\n(rnn-spec matrix on [^\n]*\n(?:[^`][^\n]*\n)+?)```", re.M)
@@ -86,16 +119,46 @@ def outcome_counts(output: str) -> dict[str, int]:
     return counts
 
 
-def measure(count: Count, root: Path) -> dict[str, int]:
-    """Run the spec as ``count`` says and return its outcome counts."""
-    command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:randomly", *count.arguments]
-    done = subprocess.run(command, cwd=root, capture_output=True, text=True)
-    return outcome_counts(done.stdout + done.stderr)
+def report_counts(results: list[dict], dtype: str) -> dict[str, int]:
+    """The counts of one column of a table by dtype, from a ``--spec-report``'s results (``"no dtype"``: the
+    tests that take none), with the skips a target declines counted as not applicable."""
+    counts = {word: 0 for word in WORDS}
+    for result in results:
+        if (result["dtype"] or "no dtype") != dtype:
+            continue
+        outcome = result["outcome"]
+        if outcome == "skipped" and (result["reason"] or "").startswith(NOT_APPLICABLE):
+            outcome = "not_applicable"
+        counts[outcome] += 1
+    return counts
+
+
+def measure(count: Count, root: Path, runs: dict | None = None) -> dict[str, int]:
+    """Run the spec as ``count`` says and return its outcome counts (``runs``: the runs made so far, by their
+    arguments, so that the cells of one row of a table by dtype take one run)."""
+    runs = {} if runs is None else runs
+    if count.arguments not in runs:
+        with tempfile.TemporaryDirectory() as folder:
+            report = Path(folder) / "report.json"
+            command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:randomly", f"--spec-report={report}",
+                       *count.arguments]
+            done = subprocess.run(command, cwd=root, capture_output=True, text=True)
+            results = json.loads(report.read_text())["results"] if report.is_file() else None
+            runs[count.arguments] = (done.stdout + done.stderr, results)
+    output, results = runs[count.arguments]
+    if count.dtype is None:
+        return outcome_counts(output)
+    if results is None:
+        raise ValueError(f"the run of {count.name} wrote no report:\n{output[-2000:]}")
+    return report_counts(results, count.dtype)
 
 
 def differences(readme: str, count: Count, measured: dict[str, int]) -> list[str]:
     """How README's ``count`` differs from ``measured`` (empty: it agrees)."""
     match = count.find(readme)
+    if "cell" in match.groupdict():
+        stated = match.group("cell")
+        return [] if stated == cell(measured) else [f"README's {count.name} count: {stated}, measured {cell(measured)}"]
     return [f"README's {count.name} count: {match.group(word)} {word.replace('_', ' ')}, measured "
             f"{measured.get(word, 0)}" for word in match.groupdict() if int(match.group(word)) != measured.get(word, 0)]
 
@@ -103,6 +166,8 @@ def differences(readme: str, count: Count, measured: dict[str, int]) -> list[str
 def written(readme: str, count: Count, measured: dict[str, int]) -> str:
     """README with ``count``'s numbers replaced by ``measured``."""
     match = count.find(readme)
+    if "cell" in match.groupdict():
+        return readme[:match.start("cell")] + cell(measured) + readme[match.end("cell"):]
     text = match.group(0)
     for word in sorted(match.groupdict(), key=lambda w: -match.start(w)):  # right to left keeps the offsets
         start, end = match.start(word) - match.start(0), match.end(word) - match.start(0)
@@ -174,19 +239,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rnnspec.document.counts", description=__doc__.split("\n\n")[0])
     parser.add_argument("--write", action="store_true", help="write the measured counts into README.md")
     parser.add_argument("--only", default="", help="comma-separated names: " + ", ".join(c.name for c in COUNTS))
-    parser.add_argument("--slow", action="store_true", help="also the slow targets (script, compile: minutes)")
+    parser.add_argument("--slow", action="store_true", help="also the slow targets (script, compile, "
+                                                                    "the deployed ones: minutes)")
     options = parser.parse_args(argv)
     root = Path.cwd()
     readme_path = root / "README.md"
     readme = readme_path.read_text(encoding="utf-8")
     names = [n for n in options.only.split(",") if n]
-    unknown = set(names) - {c.name for c in COUNTS}
+    unknown = {n for n in names if not any(c.name == n or c.name.startswith(f"{n} ") for c in COUNTS)}
     if unknown:
         parser.error(f"unknown counts {sorted(unknown)}; known: {', '.join(c.name for c in COUNTS)}")
-    chosen = [c for c in COUNTS if c.name in names or (not names and (options.slow or not c.slow))]
-    problems = []
+    chosen = [c for c in COUNTS if c.name in names or any(c.name.startswith(f"{n} ") for n in names)
+              or (not names and (options.slow or not c.slow))]
+    problems, runs = [], {}
     for count in chosen:
-        measured = measure(count, root)
+        measured = measure(count, root, runs)
         print(f"{count.name}: {', '.join(f'{n} {w}' for w, n in measured.items() if n)}")
         problems += differences(readme, count, measured)
         readme = written(readme, count, measured)
