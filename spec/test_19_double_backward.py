@@ -21,6 +21,8 @@ Configuration: L = 3 steps, N = 2, input size 2, hidden size 2, one layer, an in
 from a seeded NumPy generator (``rnnspec.measure.explicit_module``); a cell takes one step. The
 second derivatives are taken with respect to the input, the initial state(s) and every parameter,
 of every tensor the module returns (output and h_n, and c_n; a cell's h' and c').
+
+:configuration: 2.13 (the torch release observed)
 """
 
 from __future__ import annotations

@@ -40,6 +40,8 @@ under autocast; the zoo's loop follows torch's, so that ``--break`` runs it too)
 
 Configuration: L = 4 steps, N = 2, input size 3, hidden size 4, one layer, weights and input from
 a seeded NumPy generator; a cell runs the 4 steps in a loop, carrying its state.
+
+:configuration: 2.13 (the torch release observed); 2.4 (the torch release whose plain bfloat16 LSTM is recalled)
 """
 
 from __future__ import annotations
