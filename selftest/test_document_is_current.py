@@ -186,9 +186,10 @@ def test_every_table_is_readable_at_100_columns():
 
 
 def test_no_markup_is_left_unrendered():
-    """Code blocks, math roles and RST literals of the chapters all come out as Markdown."""
+    """Code blocks, math roles and RST literals of the chapters all come out as Markdown (an RST link ends in `_
+    before a space or punctuation; Markdown code may start with an underscore: `_cudnn_rnn_backward`)."""
     text = committed_text()
-    for leftover in (r"\.\. code-block::", ":math:`", r"(?<!`)``(?!`)", "`_", r"^:(derived|parameters|configuration):"):
+    for leftover in (r"\.\. code-block::", ":math:`", r"(?<!`)``(?!`)", r"`__?(?!\w)", r"^:(derived|parameters|configuration):"):
         found = re.search(leftover, text, re.M)
         assert not found, f"docs/{document.DOCUMENT} shows RST markup {found.group(0)!r} literally"
 
