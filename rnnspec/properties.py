@@ -167,6 +167,20 @@ def explicit(examples: tuple[Configuration, ...]):
     return decorate
 
 
+def property_test(family: str):
+    """The decorators of chapter 17's test of ``family`` (:data:`FAMILIES`), outermost first: runs without
+    gradients checked example by example (:func:`forward_only_then_not_applicable`), the profile
+    (:func:`profile`), configurations drawn for the family (:func:`configurations`), its explicit examples first
+    (:func:`explicit`)."""
+    from hypothesis import given  # noqa: PLC0415
+
+    def decorate(test):
+        test = explicit(EXAMPLES[family])(test)
+        test = given(configuration=configurations(family))(test)
+        return forward_only_then_not_applicable(profile()(test))
+    return decorate
+
+
 #: While a property test runs under :func:`forward_only_then_not_applicable`: the ``no_gradients`` of the runs
 #: whose forward tensors were checked without gradients (None outside such a test).
 _WITHOUT_GRADIENTS: contextvars.ContextVar[list | None] = contextvars.ContextVar("without_gradients", default=None)

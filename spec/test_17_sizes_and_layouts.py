@@ -57,7 +57,7 @@ import dataclasses
 
 import pytest
 import torch
-from hypothesis import event, given, note
+from hypothesis import event, note
 
 from rnnspec import authority, properties
 from rnnspec.configurations import Configuration
@@ -122,10 +122,7 @@ def check_against_reference(configuration: Configuration, implementation, device
 
 
 @pytest.mark.documented(f"{authority.LAYERS} {TENSOR_VIEWS}")
-@properties.forward_only_then_not_applicable
-@properties.profile()
-@given(configuration=properties.configurations("padded"))
-@properties.explicit(properties.EXAMPLES["padded"])
+@properties.property_test("padded")
 def test_every_layer_computes_its_recurrence_at_every_size_and_memory_layout(implementation, device, dtype,
                                                                               configuration):
     """RNN, LSTM, GRU, padded input: any sizes (one dimension large), options and memory layouts; forward and
@@ -134,10 +131,7 @@ def test_every_layer_computes_its_recurrence_at_every_size_and_memory_layout(imp
 
 
 @pytest.mark.documented(f"{authority.LAYERS} {authority.PACK_PADDED} {TENSOR_VIEWS}")
-@properties.forward_only_then_not_applicable
-@properties.profile()
-@given(configuration=properties.configurations("packed"))
-@properties.explicit(properties.EXAMPLES["packed"])
+@properties.property_test("packed")
 def test_packed_sequences_compute_their_recurrence_at_every_size_and_memory_layout(implementation, device, dtype,
                                                                                    configuration):
     """RNN, LSTM, GRU on packed sequences, lengths sorted or not: any sizes, options and memory layouts."""
@@ -145,10 +139,7 @@ def test_packed_sequences_compute_their_recurrence_at_every_size_and_memory_layo
 
 
 @pytest.mark.documented(f"{authority.LSTM} {TENSOR_VIEWS}")
-@properties.forward_only_then_not_applicable
-@properties.profile()
-@given(configuration=properties.configurations("projections"))
-@properties.explicit(properties.EXAMPLES["projections"])
+@properties.property_test("projections")
 def test_lstm_projections_compute_their_recurrence_at_every_size_and_memory_layout(implementation, device, dtype,
                                                                                     configuration):
     """LSTM with proj_size, padded input: any sizes (one dimension large), options and memory layouts."""
