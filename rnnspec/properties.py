@@ -224,10 +224,15 @@ def register_profiles() -> None:
         return
     except InvalidArgument:
         pass
+    from hypothesis.database import DirectoryBasedExampleDatabase  # noqa: PLC0415
+
+    # Every setting that matters is explicit: a profile inherits the rest from the one in force, which is
+    # Hypothesis' own "ci" profile (derandomised, no database) where the CI variable is set.
     common = dict(deadline=None, print_blob=True,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     settings.register_profile(DEFAULT, max_examples=DEFAULT_EXAMPLES, derandomize=True, database=None, **common)
-    settings.register_profile(EXPLORE, max_examples=EXPLORE_EXAMPLES, **common)
+    settings.register_profile(EXPLORE, max_examples=EXPLORE_EXAMPLES, derandomize=False,
+                              database=DirectoryBasedExampleDatabase(".hypothesis/examples"), **common)
 
 
 def exploring() -> bool:
@@ -240,10 +245,17 @@ def exploring() -> bool:
 def profile():
     """The settings of the property tests: the profile ``--hypothesis-profile`` chose, else ``rnn-spec``."""
     from hypothesis import settings  # noqa: PLC0415
+    from hypothesis.errors import InvalidArgument  # noqa: PLC0415
 
     register_profiles()
-    chosen = settings.default  # Hypothesis' own "default" profile unless --hypothesis-profile loaded another
-    return settings.get_profile(DEFAULT) if chosen is settings.get_profile("default") else chosen
+    chosen = settings.default  # Hypothesis' own profile ("default", or "ci" where the CI variable is set) unless
+    own = []                   # --hypothesis-profile loaded another
+    for name in ("default", "ci"):
+        try:
+            own.append(settings.get_profile(name))
+        except InvalidArgument:  # a Hypothesis without a "ci" profile
+            pass
+    return settings.get_profile(DEFAULT) if any(chosen is hypothesis_own for hypothesis_own in own) else chosen
 
 
 #: The marker of a property-based test: its examples have a speed budget of their own (bench/ratio.py).

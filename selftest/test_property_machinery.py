@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -174,3 +175,18 @@ def test_a_failing_drawn_example_shrinks_to_the_smallest_configuration_that_fail
     with pytest.raises(AssertionError, match="measured output disagrees"):
         check()
     assert failures[-1].steps == 129, failures[-1]
+
+
+@pytest.mark.parametrize("ci", ["", "true"])
+def test_the_property_tests_run_the_rnn_spec_profile_with_or_without_the_ci_variable(ci):
+    """Where the CI variable is set, Hypothesis loads its own "ci" profile (100 examples): the property tests run
+    the rnn-spec profile all the same, as in the default run (and the explore profile stays random)."""
+    script = ("from hypothesis import settings; from rnnspec import properties; "
+              "chosen, explore = properties.profile(), settings.get_profile(properties.EXPLORE); "
+              "print(chosen is settings.get_profile(properties.DEFAULT), chosen.max_examples, explore.derandomize)")
+    environment = {key: value for key, value in os.environ.items() if key != "CI"}
+    if ci:
+        environment["CI"] = ci
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=environment, capture_output=True, text=True,
+                          timeout=120)
+    assert done.stdout.split() == ["True", str(properties.DEFAULT_EXAMPLES), "False"], done.stdout + done.stderr
