@@ -15,10 +15,11 @@ An entry that matches no selected test on a device of the run is reported as sta
 
 ``expectations/target-<name>.toml`` states what another implementation (``--target <name>``, see
 ``rnnspec/targets.py``) does not do, in the same form (``:`` in a target's name is written ``-``:
-``target-onnx-torchscript.toml``); its entries apply only when that target is under test, on every device unless an entry names one (``device = "cpu"``), and to tests with or
-without a device. ``tests`` may be one pattern or a list of them; ``match`` too (the message contains one of them). A
-group of exceptions (Hypothesis' distinct failures of a property test) must be explained exception by
-exception.
+``target-onnx-torchscript.toml``); its entries apply only when that target is under test, on every
+device unless an entry names one (``device = "cpu"``), and to tests with or without a device.
+``tests`` may be one pattern or a list of them; ``match`` too (the message contains one of them). A
+group of exceptions (Hypothesis' distinct failures of a property test) must be explained exception
+by exception.
 
 An entry may hold only on some machines: ``when = "<condition>"`` names one of :data:`CONDITIONS`
 (e.g. ``"oneDNN does not serve bfloat16"``: a CPU without AVX512-BF16); where the condition is
