@@ -102,6 +102,11 @@ and 18, and the contract every check asserts first):
     rounding (3e-8 relative), within most value checks' tolerance; the output contract, asserted
     first in every recorded check and property example, names it (so do chapter 16's support
     matrix and the claims exact in float64).
+``backward_not_differentiable``
+    output, h_n and c_n pass through a function whose backward hands the upstream gradient on
+    detached: every value and first derivative is right, but the backward has no backward (a
+    hand-written kernel without double backward that does not say so); chapter 19's
+    ``gradgradcheck`` sees second derivatives of 0.
 
 
 :data:`DEFAULT_ZOO` is the representative subset ``selftest/test_mutant_zoo.py`` runs by default;
@@ -130,6 +135,18 @@ def _zero(name: str) -> Callable[[str, int, Weights], Weights]:
     def hook(kind: str, hidden: int, weights: Weights) -> Weights:
         return {**weights, name: None if weights[name] is None else weights[name] * 0}
     return hook
+
+
+class _OnceDifferentiable(torch.autograd.Function):
+    """The identity, whose backward passes the upstream gradient on detached: no second derivative flows."""
+
+    @staticmethod
+    def forward(ctx, tensor):
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.detach().clone()
 
 
 class _FlushSubnormals(torch.autograd.Function):
@@ -213,6 +230,9 @@ ZOO: dict[str, Break] = {b.name: b for b in (
           entry=_FlushSubnormals.apply, carry=_FlushSubnormals.apply, exit=_FlushSubnormals.apply),
     Break("results_leak_into_float32", "dtype bug: output, h_n and c_n returned in float32 whatever the dtype",
           exit=lambda tensor: tensor.float()),
+    Break("backward_not_differentiable",
+          "autograd bug: the backward hands the gradient on detached, so it has no derivative of its own",
+          exit=_OnceDifferentiable.apply),
 )}
 #: The loop with no mutation: the correct implementation the spec must accept.
 REFERENCE = "reference"
