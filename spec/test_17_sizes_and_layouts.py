@@ -68,7 +68,8 @@ from rnnspec.numpy_reference import relu_kink_distance
 from rnnspec.spec_check import assert_matches_truth, assert_output_contract, of_the_run
 from rnnspec.tolerances import TOLERANCES
 
-pytestmark = pytest.mark.property  # property-based: bench/ratio.py measures this chapter's share of the run
+pytestmark = [pytest.mark.property,  # property-based: bench/ratio.py measures this chapter's share of the run
+              pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN:UserWarning")]
 
 TENSOR_VIEWS = authority.DOCS + "tensor_view.html"
 #: Machine epsilons (of the dtype) a relu pre-activation keeps from the kink for its gradients to be compared.
