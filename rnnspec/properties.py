@@ -50,6 +50,7 @@ import pytest
 from rnnspec.configurations import Configuration
 from rnnspec.kinds import RECURRENCES
 from rnnspec.layouts import LAYOUTS, applicable
+from rnnspec.spec_check import then_its_gradients
 
 DEFAULT = "rnn-spec"
 EXPLORE = "rnn-spec-explore"
@@ -205,11 +206,10 @@ def forward_only_then_not_applicable(test):
 def checked_without_gradients(measurement) -> None:
     """After an example's tensors were checked: a run without gradients is noted for the end of the test (under
     :func:`forward_only_then_not_applicable`), or, outside one, raises its ``no_gradients()`` now."""
-    if measurement.no_gradients is None:
-        return
     pending = _WITHOUT_GRADIENTS.get()
-    if pending is None:
-        raise measurement.no_gradients()
+    if pending is None or measurement.no_gradients is None:
+        then_its_gradients(measurement)  # raises for a run without gradients, outside such a test
+        return
     pending.append(measurement.no_gradients)
 
 

@@ -52,8 +52,8 @@ class Count:
         return found[0]
 
 
-def _target_row(target: str, groups: str, prefix: str = "") -> str:
-    return rf"^\| `{target}`[^|\n]*\|[^\n]*\| {prefix}{groups}"
+def _target_row(target: str, groups: str) -> str:
+    return rf"^\| `{target}`[^|\n]*\|[^\n]*\| {groups}"
 
 
 #: The words of a cell of a table by dtype, in order, as :func:`cell` writes them.
@@ -136,15 +136,17 @@ def measure(count: Count, root: Path, runs: dict | None = None) -> dict[str, int
     """Run the spec as ``count`` says and return its outcome counts (``runs``: the runs made so far, by their
     arguments, so that the cells of one row of a table by dtype take one run)."""
     runs = {} if runs is None else runs
-    if count.arguments not in runs:
+    by_dtype = count.dtype is not None  # only a cell of a table by dtype needs the report (and its error figures)
+    key = (count.arguments, by_dtype)
+    if key not in runs:
         with tempfile.TemporaryDirectory() as folder:
             report = Path(folder) / "report.json"
-            command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:randomly", f"--spec-report={report}",
-                       *count.arguments]
+            command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:randomly",
+                       *([f"--spec-report={report}"] if by_dtype else []), *count.arguments]
             done = subprocess.run(command, cwd=root, capture_output=True, text=True)
             results = json.loads(report.read_text())["results"] if report.is_file() else None
-            runs[count.arguments] = (done.stdout + done.stderr, results)
-    output, results = runs[count.arguments]
+            runs[key] = (done.stdout + done.stderr, results)
+    output, results = runs[key]
     if count.dtype is None:
         return outcome_counts(output)
     if results is None:
