@@ -34,6 +34,11 @@ takes tensors; its output is packed again like the call's input.
   module's own parameters (``torch.func.functional_call``), so the backward reaches them. An
   exported program lifts the weights into inputs, so modules of one structure share it.
 
+**Every export as a process's first.** Each export starts from the dispatcher state a fresh process
+has (:func:`as_in_a_fresh_process`): torch.onnx's dynamo exporter leaves state behind that changes what
+later exports in the same process declare, so without it a test's outcome would depend on the tests
+run before it.
+
 **Wrong exports** (``rnnspec/wrong_exports.py``) are ONNX graphs edited after a correct export.
 
 One concern, in one file: a module deployed (exported, and every call run through what was exported).
@@ -230,6 +235,29 @@ def _dynamic_shapes(dynamic: list[dict[int, str]]) -> tuple:
     exporter decides; :meth:`Program.admits` reads what it decided)."""
     dims = [{axis: torch.export.Dim.AUTO for axis in axes} for axes in dynamic]
     return (dims[0], tuple(dims[1:])) if len(dims) > 1 else (dims[0],)
+
+
+#: torch's recurrent operators, whose cached Python-dispatcher kernels :func:`as_in_a_fresh_process` forgets.
+RECURRENT_OPERATORS = ("lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell")
+
+
+def as_in_a_fresh_process() -> None:
+    """Forget the Python dispatcher's cached kernels of torch's recurrent operators, so that the next export
+    traces them as the first export of a process does.
+
+    For an export with dynamic shapes, torch.onnx's dynamo exporter swaps a ``while_loop`` decomposition
+    of ``aten.lstm`` and ``aten.gru`` in and out by writing ``OpOverload.py_kernels`` directly
+    (``torch.export._patches._register_rnn_while_loop_decomposition``), without clearing the operator's
+    ``_dispatch_cache`` as ``OpOverload.py_impl`` does. The first such export of a process traces the
+    ``while_loop`` and declares the sequence length dynamic over [0, ∞); every later one in the process
+    finds the cached kernel of the first, unrolls the loop, and bounds the sequence length to the traced
+    one ([2, 2] for a GRU of one unit traced at 2 steps; torch 2.13, measured: the same module, the same
+    call, exported twice). Clearing the cache is what ``py_impl`` itself does; a cache holds no meaning.
+    """
+    for name in RECURRENT_OPERATORS:
+        packet = getattr(torch.ops.aten, name)
+        for overload in packet.overloads():
+            getattr(getattr(packet, overload), "_dispatch_cache", {}).clear()
 
 
 def _quietly(export: Callable[[], object]):
@@ -565,6 +593,7 @@ class Deployment:
         key = self._key(structure, sizes)
         if key not in self._PROGRAMS:
             traced = AsCalled(self.module, structure)
+            as_in_a_fresh_process()
             self._PROGRAMS[key] = self.runtime.export(traced, sample(self.module, structure, sizes),
                                                       structure.dynamic_axes())
             self.statistics.exports += 1

@@ -8,7 +8,9 @@
 * the torch.export target runs forward and backward, the backward reaching the module's parameters, and
   one program serves modules of one structure with other weights;
 * each wrong export (rnnspec/wrong_exports.py) is rejected by tests that the correct export
-  (``onnx:torchscript``, the wrong exports' base) passes.
+  (``onnx:torchscript``, the wrong exports' base) passes;
+* an export does not depend on the exports before it in the process (the dynamo exporter leaves dispatcher
+  state behind), and a chapter's outcomes under each deployed target do not depend on the order of its tests.
 
 The spec runs go through ``runpytest_subprocess``: the exporters import modules that register operator
 libraries, which an in-process run would drop from sys.modules afterwards (pytester restores them) and
@@ -114,6 +116,45 @@ def test_export_runs_forward_and_backward_and_shares_a_program_between_weights()
         runs.append(exported)
     assert (runs[0]["output"] - runs[1]["output"]).abs().max().item() > 0.01, "the two weights give other outputs"
     assert deployed.Deployment.STATISTICS["export"].exports == exports[1], "the second module exported nothing"
+
+
+@needs_onnx
+def test_a_dynamo_onnx_export_declares_what_the_first_export_of_a_process_declares():
+    """Two GRUs of one configuration (other weights, so two exports) called alike: both exported programs declare
+    the same ranges, the sequence length dynamic from 0 as in a fresh process; without
+    ``rnnspec.deployed.as_in_a_fresh_process`` the second export (and every one after the process's first) bounds
+    the sequence length to the traced one (measured: [2, 2] against [0, ∞), torch 2.13)."""
+    from rnnspec import deployed
+
+    runtime = deployed.OnnxRuntime("onnx", "dynamo", "the dynamo exporter, as --target onnx")
+    x = torch.tensor(inputs.random_array((4, 3, 2), seed=1), dtype=torch.float32)
+    declared = []
+    for seed in (0, 1):
+        module = measure.build("gru", inputs.random_parameters("gru", 2, 3, seed=seed), implementation=measure.EAGER,
+                               device="cpu", dtype="float32")
+        structure, tensors, _ = deployed.structure_of(module, x, None)
+        program = deployed.Deployment(runtime, module).program_for(structure, tensors).program
+        declared.append({str(symbol): (int(bounds.lower), str(bounds.upper))
+                         for symbol, bounds in program.range_constraints.items()})
+    assert declared[0] == declared[1], f"the second export declares {declared[1]}, the first {declared[0]}"
+    assert any(bounds == (0, "int_oo") for bounds in declared[0].values()), declared[0]
+
+
+@pytest.mark.parametrize("target", [pytest.param("onnx", marks=needs_onnx), "export"])
+def test_a_chapters_outcomes_under_a_deployed_target_do_not_depend_on_the_order_of_its_tests(pytester, target):
+    """Chapter 7 (float32) in file order and in a random order (pytest-randomly's seed 1, which runs the one-unit
+    GRU after the three-unit one): every test has one outcome in both."""
+    chapter = ["spec/test_07_gru.py", "--target", target, "--dtype", "float32"]
+    in_order = run_spec(pytester, *chapter)
+    shuffled = run_spec(pytester, *chapter, "-p", "randomly", "--randomly-seed=1")
+    outcomes = {}
+    for name, result in (("file order", in_order), ("seed 1", shuffled)):
+        outcomes[name] = {test: outcome for outcome in ("PASSED", "FAILED", "XFAIL", "XPASS", "SKIPPED", "ERROR")
+                          for test in outcome_ids(result, outcome)}
+    first, second = outcomes["file order"], outcomes["seed 1"]
+    differ = {test: (first.get(test), second.get(test)) for test in first.keys() | second.keys()
+              if first.get(test) != second.get(test)}
+    assert first and not differ, f"outcomes (file order, seed 1) that differ under --target {target}: {differ}"
 
 
 WRONG_EXPORT_CHAPTERS = ("spec/test_07_gru.py", "spec/test_09_layers_and_directions.py")
