@@ -123,7 +123,7 @@ def test_a_dynamo_onnx_export_declares_what_the_first_export_of_a_process_declar
     """Two GRUs of one configuration (other weights, so two exports) called alike: both exported programs declare
     the same ranges, the sequence length dynamic from 0 as in a fresh process; without
     ``rnnspec.deployed.as_in_a_fresh_process`` the second export (and every one after the process's first) bounds
-    the sequence length to the traced one (measured: [2, 2] against [0, ∞), torch 2.13)."""
+    the sequence length to the traced one (``nn.GRU(1, 1)`` traced at 2 steps: [2, 2] against [0, ∞), torch 2.13)."""
     from rnnspec import deployed
 
     runtime = deployed.OnnxRuntime("onnx", "dynamo", "the dynamo exporter, as --target onnx")

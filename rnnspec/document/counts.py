@@ -92,6 +92,7 @@ COUNTS = (
     Count("zoo reference", r"reference accepted \((?P<passed>\d+) passed, (?P<failed>\d+) failed\)",
           ("--target", "mutant:reference", "--dtype", "float64")),
     # The deployed targets, by dtype (README, "Deployed targets"): each row one run, in parallel (minutes to an hour).
+    *_dtype_row("onnx", "`--target onnx`", ("--target", "onnx", "-n", "2")),
     *_dtype_row("onnx:torchscript", "`--target onnx:torchscript`", ("--target", "onnx:torchscript", "-n", "2")),
     *_dtype_row("export", "`--target export`", ("--target", "export", "-n", "2")),
     Count("export:decomposed dropout", r"spec/test_12_dropout.py`: (?P<failed>\d+) failed, (?P<passed>\d+) passed, "
