@@ -570,7 +570,8 @@ class Deployment:
     _PROGRAMS: dict[tuple, Program] = {}
     #: Per runtime and structure class: the axes whose size the export fixed (exported at the call's). A shortcut
     #: only: a call of a learned kind goes straight to the program the sample-sized export would have led it to
-    #: (the same key), so what it learned changes the number of exports, never which program serves a call.
+    #: (the same key; whether the exporter fixes an axis depends on the kind of call, not on its sizes), so what
+    #: it learned changes the number of exports, never which program serves a call.
     _NOT_ADMITTED: dict[tuple, set[str]] = {}
     STATISTICS: dict[str, Statistics] = {}
 
