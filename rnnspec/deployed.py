@@ -65,6 +65,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from rnnspec import crashes
+from rnnspec.kinds import RECURRENCES
 from rnnspec.measure import NO_GRADIENTS
 from rnnspec.targets import NotApplicable
 
@@ -237,8 +238,9 @@ def _dynamic_shapes(dynamic: list[dict[int, str]]) -> tuple:
     return (dims[0], tuple(dims[1:])) if len(dims) > 1 else (dims[0],)
 
 
-#: torch's recurrent operators, whose cached Python-dispatcher kernels :func:`as_in_a_fresh_process` forgets.
-RECURRENT_OPERATORS = ("lstm", "gru", "rnn_tanh", "rnn_relu", "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell")
+#: torch's recurrent operators (``aten.lstm``, ``aten.lstm_cell``...), whose cached Python-dispatcher kernels
+#: :func:`as_in_a_fresh_process` forgets: the layers' and the cells' of every kind.
+RECURRENT_OPERATORS = (*RECURRENCES, *(f"{kind}_cell" for kind in RECURRENCES))
 
 
 def as_in_a_fresh_process() -> None:
